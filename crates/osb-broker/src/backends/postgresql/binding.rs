@@ -1,0 +1,148 @@
+//! Bind and unbind: one login role per binding.
+
+use osbkit::{BackendError, BindJob, BindingOutcome, UnbindJob};
+
+use super::catalog::{database_exists, drop_role, role_exists, terminate_sessions};
+use super::credentials::{self, Password, Target};
+use super::instance::{ensure_reader, missing_database};
+use super::names::InstanceNames;
+use super::params::binding_read_only;
+use super::sql::{execute, execute_ignoring, quote_ident, quote_literal};
+use super::PostgresBackend;
+use tokio_postgres::error::SqlState;
+
+pub async fn bind(backend: &PostgresBackend, job: &BindJob) -> Result<BindingOutcome, BackendError> {
+    let plan = backend.plan(&job.plan_id)?;
+    let read_only = binding_read_only(&job.parameters, plan)?;
+    let server = backend.server(plan);
+    let names = InstanceNames::new(&job.instance_id);
+    let role = names.binding_role(&job.binding_id);
+    let admin = server.admin().await?;
+    if !database_exists(server, &admin, &names.database).await? {
+        return Err(missing_database(&job.instance_id, &names));
+    }
+
+    if read_only {
+        let database = server
+            .connect(Some(&names.database), "connect to instance database")
+            .await?;
+        ensure_reader(server, &admin, &database, &names).await?;
+    }
+    backend.checkpoint("bind:reader_role")?;
+
+    // The role cannot log in until its grants are in place and it has the
+    // password of this run: a run that stopped earlier handed out nothing.
+    let quoted_role = quote_ident(&role);
+    if !role_exists(server, &admin, &role).await? {
+        let create = format!("CREATE ROLE {quoted_role} NOLOGIN INHERIT");
+        execute_ignoring(
+            &server.key,
+            &admin,
+            "create binding role",
+            &create,
+            &SqlState::DUPLICATE_OBJECT,
+        )
+        .await?;
+    }
+    backend.checkpoint("bind:role")?;
+
+    let owner = quote_ident(&names.owner);
+    let reader = quote_ident(&names.reader);
+    // Both branches undo the other's grants, in case an earlier run of the
+    // same binding id chose the other kind.
+    let grants = if read_only {
+        format!(
+            "REVOKE {owner} FROM {quoted_role};\n\
+             GRANT {reader} TO {quoted_role};\n\
+             ALTER ROLE {quoted_role} RESET role;\n\
+             ALTER ROLE {quoted_role} SET default_transaction_read_only = on;"
+        )
+    } else {
+        // Sessions run as the owner role, so what they create belongs to it
+        // and stays usable by every binding after this one is gone.
+        format!(
+            "REVOKE {reader} FROM {quoted_role};\n\
+             GRANT {owner} TO {quoted_role};\n\
+             ALTER ROLE {quoted_role} RESET default_transaction_read_only;\n\
+             ALTER ROLE {quoted_role} SET role = {};",
+            quote_literal(&names.owner)
+        )
+    };
+    execute(&server.key, &admin, "grant binding role", &grants).await?;
+    backend.checkpoint("bind:grants")?;
+
+    // Only the SCRAM verifier goes to the server, so the password is in no
+    // server log even with log_statement = 'all'.
+    let password = Password::generate();
+    let login = format!(
+        "ALTER ROLE {quoted_role} LOGIN PASSWORD {}",
+        quote_literal(&password.scram_verifier())
+    );
+    execute(&server.key, &admin, "enable binding login", &login).await?;
+    backend.checkpoint("bind:login")?;
+
+    let (credentials, endpoints) = credentials::build(&Target {
+        server,
+        database: &names.database,
+        username: &role,
+        password: &password,
+        jdbc_url: plan.jdbc_url,
+    });
+    tracing::info!(
+        instance_id = %job.instance_id,
+        binding_id = %job.binding_id,
+        role = %role,
+        read_only,
+        "created PostgreSQL binding role"
+    );
+    Ok(BindingOutcome {
+        credentials: Some(credentials),
+        endpoints,
+        ..BindingOutcome::default()
+    })
+}
+
+pub async fn unbind(backend: &PostgresBackend, job: &UnbindJob) -> Result<(), BackendError> {
+    let plan = backend.plan(&job.plan_id)?;
+    let server = backend.server(plan);
+    let names = InstanceNames::new(&job.instance_id);
+    let role = names.binding_role(&job.binding_id);
+    let admin = server.admin().await?;
+    if !role_exists(server, &admin, &role).await? {
+        return Ok(());
+    }
+    let quoted_role = quote_ident(&role);
+
+    let block = format!("ALTER ROLE {quoted_role} NOLOGIN");
+    execute(&server.key, &admin, "block binding login", &block).await?;
+    backend.checkpoint("unbind:block_login")?;
+
+    terminate_sessions(server, &admin, "end binding sessions", std::slice::from_ref(&role)).await?;
+    backend.checkpoint("unbind:end_sessions")?;
+
+    // Objects the role owns in the instance's database go to the owner role,
+    // so tables made with `RESET ROLE` survive too.
+    if database_exists(server, &admin, &names.database).await? {
+        let database = server
+            .connect(Some(&names.database), "connect to instance database")
+            .await?;
+        let statements = format!(
+            "REASSIGN OWNED BY {quoted_role} TO {};\n\
+             DROP OWNED BY {quoted_role};",
+            quote_ident(&names.owner)
+        );
+        execute(&server.key, &database, "hand over binding objects", &statements).await?;
+    }
+    backend.checkpoint("unbind:reassign_objects")?;
+
+    drop_role(server, &admin, "drop binding role", &role).await?;
+    backend.checkpoint("unbind:drop_role")?;
+
+    tracing::info!(
+        instance_id = %job.instance_id,
+        binding_id = %job.binding_id,
+        role = %role,
+        "dropped PostgreSQL binding role"
+    );
+    Ok(())
+}
