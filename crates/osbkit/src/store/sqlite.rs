@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use osbkit_types::{JsonObject, OperationState};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
     BindBlocked, BindingRecord, BindingState, Completion, Created, InstanceRecord, InstanceState,
@@ -37,7 +37,7 @@ CREATE TABLE instances (
     state TEXT NOT NULL,
     active_operation TEXT,
     created_by TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE bindings (
     id TEXT PRIMARY KEY,
     instance_id TEXT NOT NULL,
@@ -49,7 +49,7 @@ CREATE TABLE bindings (
     active_operation TEXT,
     sealed_response BLOB,
     created_by TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX bindings_by_instance ON bindings (instance_id);
 CREATE TABLE operations (
     id TEXT PRIMARY KEY,
@@ -76,10 +76,25 @@ CREATE TABLE settings (
 /// How many connections serve reads.
 const READERS: usize = 4;
 
+/// The most write steps committed in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// A write step, run inside the batch's transaction. It returns whether it
+/// succeeded, and a callback that receives the outcome of the commit.
+type WriteStep = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// A [`Store`] in one SQLite database file.
+///
+/// Reads run on the caller's thread: they are indexed point lookups, and in
+/// WAL mode a reader never waits for the writer. Writes go to one writer
+/// thread, which commits every step waiting at the time in one transaction,
+/// each step inside its own savepoint, and answers the callers only after
+/// the commit. Under load this turns many small commits into a few larger
+/// ones without weakening any step's atomicity.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<WriteStep>,
     readers: Arc<Vec<Mutex<Connection>>>,
 }
 
@@ -107,8 +122,14 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+
+        let (sender, receiver) = std::sync::mpsc::channel::<WriteStep>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || write_batches(writer, receiver))
+            .map_err(StoreError::new)?;
         Ok(SqliteStore {
-            writer: Arc::new(Mutex::new(writer)),
+            writer: sender,
             readers: Arc::new(readers),
         })
     }
@@ -118,41 +139,101 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            // Take a free reader if there is one; otherwise wait on one chosen by thread.
-            let free = readers.iter().find_map(|reader| reader.try_lock().ok());
-            let connection = match free {
-                Some(connection) => connection,
-                None => {
-                    let index = thread_index() % readers.len();
-                    readers[index].lock().map_err(|_| poisoned())?
-                }
-            };
-            query(&connection).map_err(StoreError::new)
-        })
-        .await
-        .map_err(StoreError::new)?
+        // Take a free reader if there is one; otherwise wait on one chosen by thread.
+        let free = self.readers.iter().find_map(|reader| reader.try_lock().ok());
+        let connection = match free {
+            Some(connection) => connection,
+            None => {
+                let index = thread_index() % self.readers.len();
+                self.readers[index].lock().map_err(|_| poisoned())?
+            }
+        };
+        query(&connection).map_err(StoreError::new)
     }
 
     async fn write<T, F>(&self, step: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = writer.lock().map_err(|_| poisoned())?;
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::new)?;
-            let result = step(&transaction).map_err(StoreError::new)?;
-            transaction.commit().map_err(StoreError::new)?;
-            Ok(result)
-        })
-        .await
-        .map_err(StoreError::new)?
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let write_step: WriteStep = Box::new(move |connection| {
+            let result = step(connection);
+            let succeeded = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let outcome = match (result, commit) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Err(error), _) => Err(StoreError::new(error)),
+                    (Ok(_), Err(error)) => Err(StoreError::new(error)),
+                };
+                let _ = sender.send(outcome);
+            });
+            (succeeded, reply)
+        });
+        self.writer
+            .send(write_step)
+            .map_err(|_| StoreError::new("the state database writer has stopped"))?;
+        receiver.await.map_err(|_| {
+            StoreError::new("the state database could not run the write; the log has the cause")
+        })?
     }
+}
+
+/// The writer thread: commits waiting steps in batches until every store
+/// handle is dropped.
+fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<WriteStep>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(step) => batch.push(step),
+                Err(_) => break,
+            }
+        }
+
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the steps unrun answers their callers with an error.
+            tracing::error!(error = %error, steps = batch.len(), "could not begin a state database transaction");
+            continue;
+        }
+
+        let mut replies = Vec::with_capacity(batch.len());
+        for step in batch {
+            let savepoint = connection.execute_batch("SAVEPOINT step");
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&connection)));
+            let (succeeded, reply) = match outcome {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::error!("a state database step panicked; it was rolled back");
+                    let reply: Reply = Box::new(|_| {});
+                    (false, reply)
+                }
+            };
+            if savepoint.is_ok() && !succeeded {
+                let _ = connection.execute_batch("ROLLBACK TO step");
+            }
+            let _ = connection.execute_batch("RELEASE step");
+            replies.push(reply);
+        }
+
+        let commit = connection.execute_batch("COMMIT").map_err(|error| {
+            let _ = connection.execute_batch("ROLLBACK");
+            tracing::error!(error = %error, "could not commit to the state database");
+            error.to_string()
+        });
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+/// Runs a statement through the statement cache, so it is parsed once.
+fn execute_cached(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute(params)
 }
 
 fn poisoned() -> StoreError {
@@ -441,7 +522,7 @@ fn insert_binding(connection: &Connection, binding: &BindingRecord) -> rusqlite:
 
 /// Applies a finished operation's effects to its instance or binding.
 fn apply_completion(
-    transaction: &Transaction,
+    transaction: &Connection,
     operation: &OperationRecord,
     completion: &Completion,
 ) -> rusqlite::Result<()> {
@@ -449,12 +530,12 @@ fn apply_completion(
     let binding_id = operation.binding_id.as_deref().unwrap_or_default();
     let release_instance = |state: Option<InstanceState>| -> rusqlite::Result<()> {
         match state {
-            Some(state) => transaction.execute(
+            Some(state) => execute_cached(transaction, 
                 "UPDATE instances SET state = ?1, active_operation = NULL \
                  WHERE id = ?2 AND active_operation = ?3",
                 params![instance_state_name(state), instance_id, operation.id],
             ),
-            None => transaction.execute(
+            None => execute_cached(transaction, 
                 "UPDATE instances SET active_operation = NULL \
                  WHERE id = ?1 AND active_operation = ?2",
                 params![instance_id, operation.id],
@@ -475,7 +556,7 @@ fn apply_completion(
     use OperationKind::*;
     match (operation.kind, completion) {
         (Provision, Completion::InstanceReady { dashboard_url, metadata }) => {
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE instances SET dashboard_url = ?1, metadata = ?2 WHERE id = ?3",
                 params![dashboard_url, optional_json(metadata), instance_id],
             )?;
@@ -504,7 +585,7 @@ fn apply_completion(
             if metadata.is_some() {
                 instance.metadata = metadata.clone();
             }
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE instances SET plan_id = ?1, parameters = ?2, context = ?3, \
                  maintenance_version = ?4, dashboard_url = ?5, metadata = ?6 WHERE id = ?7",
                 params![
@@ -520,13 +601,13 @@ fn apply_completion(
             release_instance(None)
         }
         (Deprovision, Completion::Deleted) => {
-            transaction.execute("DELETE FROM bindings WHERE instance_id = ?1", [instance_id])?;
+            execute_cached(transaction, "DELETE FROM bindings WHERE instance_id = ?1", [instance_id])?;
             transaction
                 .execute("DELETE FROM instances WHERE id = ?1", [instance_id])
                 .map(|_| ())
         }
         (Bind, Completion::BindingReady { sealed_response }) => {
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE bindings SET sealed_response = ?1 WHERE id = ?2",
                 params![sealed_response, binding_id],
             )?;
@@ -536,7 +617,7 @@ fn apply_completion(
             .execute("DELETE FROM bindings WHERE id = ?1", [binding_id])
             .map(|_| ()),
         (Provision, Completion::Rejected { .. }) => {
-            let removed = transaction.execute(
+            let removed = execute_cached(transaction, 
                 "DELETE FROM instances WHERE id = ?1 AND created_by = ?2",
                 params![instance_id, operation.id],
             )?;
@@ -546,7 +627,7 @@ fn apply_completion(
             Ok(())
         }
         (Bind, Completion::Rejected { .. }) => {
-            let removed = transaction.execute(
+            let removed = execute_cached(transaction, 
                 "DELETE FROM bindings WHERE id = ?1 AND created_by = ?2",
                 params![binding_id, operation.id],
             )?;
@@ -655,7 +736,7 @@ impl Store for SqliteStore {
                 }
             }
 
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE instances SET state = ?1, active_operation = ?2 WHERE id = ?3",
                 params![
                     instance_state_name(new_state),
@@ -728,7 +809,7 @@ impl Store for SqliteStore {
                 return Ok(Locked::WrongState(binding));
             }
 
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE bindings SET state = ?1, active_operation = ?2 WHERE id = ?3",
                 params![binding_state_name(new_state), operation.id, binding_id],
             )?;
@@ -771,7 +852,7 @@ impl Store for SqliteStore {
                 }
                 _ => (OperationState::Succeeded, None, None, None),
             };
-            transaction.execute(
+            execute_cached(transaction, 
                 "UPDATE operations SET state = ?1, description = ?2, instance_usable = ?3, \
                  update_repeatable = ?4 WHERE id = ?5",
                 params![state.as_str(), description, usable, repeatable, operation_id],
@@ -842,7 +923,7 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let value = value.to_owned();
         self.write(move |transaction| {
-            transaction.execute(
+            execute_cached(transaction, 
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
                 params![key, value],
             )?;
