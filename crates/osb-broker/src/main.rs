@@ -53,6 +53,9 @@ enum Command {
         #[arg(long, requires = "delete_orphans")]
         yes: bool,
     },
+    /// Read a password from standard input and print its bcrypt hash, for
+    /// `credentials.password`.
+    HashPassword,
     /// Check the configuration file and exit.
     Check {
         /// The configuration file (.toml, .yaml or .yml).
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
                 yes,
             } => run_reconcile(&config, delete_orphans, yes).await,
             Command::Check { config } => check(&config).await,
+            Command::HashPassword => hash_password(),
         }
     });
     match result {
@@ -225,6 +229,21 @@ async fn run_reconcile(path: &Path, delete: bool, yes: bool) -> Result<(), Strin
         .await
         .map_err(|error| format!("deleting orphans failed: {}", error.public_description()))?;
     println!("deleted {} databases and roles", deleted.len());
+    Ok(())
+}
+
+fn hash_password() -> Result<(), String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|error| format!("cannot read the password from standard input: {error}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("the password is empty: pipe it in, as in `printf %s PASSWORD | osb-broker hash-password`".to_owned());
+    }
+    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)
+        .map_err(|error| format!("hashing failed: {error}"))?;
+    println!("{hash}");
     Ok(())
 }
 

@@ -1,9 +1,9 @@
 //! The trait a service implements to become a broker.
 //!
-//! A backend does the resource work of each operation and nothing else: the
-//! framework has already checked the request against the catalog, the plan's
-//! schemas and the stored state, and it chooses the HTTP status, stores the
-//! outcome and answers `last_operation` itself. A backend cannot answer with
+//! A backend does the resource work of each operation and nothing else. The
+//! framework has already checked the request against the catalog, the
+//! plan's schemas and the stored state. It chooses the HTTP status, stores
+//! the outcome and serves `last_operation` itself. A backend cannot answer with
 //! a status the specification forbids, because it never sees HTTP.
 //!
 //! Every method must be safe to run again with the same input after a crash
@@ -50,7 +50,7 @@ impl OperationKind {
     }
 }
 
-/// How a backend runs one kind of operation on one plan.
+/// The execution mode of one kind of operation on one plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Execution {
     /// Always within the request; `accepts_incomplete` is ignored.
@@ -63,10 +63,10 @@ pub enum Execution {
     AsyncOnly,
 }
 
-/// What every job carries besides its own fields.
+/// The fields that every job carries besides its own.
 #[derive(Debug, Clone, Default)]
 pub struct JobContext {
-    /// The platform user who caused the request, when the platform said.
+    /// The platform user who caused the request, when the platform sent one.
     pub originating_identity: Option<OriginatingIdentity>,
     /// The `X-Broker-API-Request-Identity` of the request that started the job.
     pub request_identity: String,
@@ -141,15 +141,15 @@ pub struct UnbindJob {
     pub plan_id: String,
 }
 
-/// What a provision or update produced.
+/// The result of a provision or update.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceOutcome {
     pub dashboard_url: Option<String>,
     pub metadata: Option<InstanceMetadata>,
 }
 
-/// What a bind produced. The framework stores it encrypted and serves it again
-/// on fetch and on an identical repeated bind.
+/// The result of a bind. The framework stores it encrypted and serves it
+/// again on fetch and on an identical repeated bind.
 #[derive(Debug, Clone, Default)]
 pub struct BindingOutcome {
     pub credentials: Option<JsonObject>,
@@ -160,7 +160,7 @@ pub struct BindingOutcome {
     pub volume_mounts: Vec<VolumeMount>,
 }
 
-/// Why a backend could not carry out a job.
+/// A backend's failure to carry out a job.
 ///
 /// Only the variants that describe the request reach the client with their
 /// text. [`BackendError::Internal`] and [`BackendError::Unavailable`] are

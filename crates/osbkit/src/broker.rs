@@ -31,7 +31,7 @@ pub(crate) struct Inner {
     pub retry_after: Duration,
 }
 
-/// Why a broker could not be built.
+/// An error that prevents building a broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("invalid catalog:\n  {}", .0.join("\n  "))]

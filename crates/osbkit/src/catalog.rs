@@ -1,10 +1,10 @@
 //! The catalog: checked once at start-up, then served from memory.
 //!
-//! [`CatalogIndex::new`] rejects every catalog rule the specification sets
-//! (unique non-empty ids and names, CLI-friendly names, allowed `requires`
-//! values, SemVer maintenance versions, JSON Schemas with `$schema`, no
-//! external `$ref` and at most 64 kB) and compiles each plan's schemas, so
-//! that a request never meets a broken catalog.
+//! [`CatalogIndex::new`] checks every catalog rule of the specification:
+//! unique non-empty ids and names, CLI-friendly names, allowed `requires`
+//! values, SemVer maintenance versions, and JSON Schemas with `$schema`, no
+//! external `$ref` and at most 64 kB. It also compiles each plan's schemas,
+//! so that a request never meets a broken catalog.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,7 +18,7 @@ const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// The only values the specification allows in `requires`.
 const ALLOWED_REQUIRES: [&str; 3] = ["syslog_drain", "route_forwarding", "volume_mount"];
 
-/// Which parameters a schema checks.
+/// The operation whose parameters a schema checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaUse {
     Provision,

@@ -9,7 +9,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use rand::RngCore;
 
-/// Why a key or a sealed value was rejected.
+/// An invalid key, or a sealed value that cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("the encryption key must be 32 bytes encoded as Base64 (44 characters); generate one with `openssl rand -base64 32`")]

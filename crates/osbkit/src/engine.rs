@@ -25,7 +25,7 @@ use crate::store::{now, Completion, OperationRecord, StoredJob, Store, StoreErro
 /// Length of operation tokens: 20 alphanumerics carry 119 bits.
 const OPERATION_TOKEN_LENGTH: usize = 20;
 
-/// What a successful operation produced, for the response of a synchronous request.
+/// The result of a successful operation, for the response to a synchronous request.
 pub(crate) enum Success {
     Instance {
         dashboard_url: Option<String>,
@@ -389,7 +389,7 @@ fn completion_for(
     }
 }
 
-/// Maps a backend's error to the answer of a synchronous request.
+/// Maps a backend's error to the response to a synchronous request.
 fn to_broker_error(kind: OperationKind, error: BackendError, request_identity: String) -> BrokerError {
     match error {
         BackendError::InvalidParameters(text) => BrokerError::BadRequest(text),

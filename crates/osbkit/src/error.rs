@@ -1,5 +1,5 @@
-//! The error catalogue: every failure the server can answer with, mapped to
-//! its status and `error` code in one place.
+//! The error catalogue: every failure the server can respond with, mapped
+//! to its status and `error` code in one place.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -12,7 +12,7 @@ pub struct OriginatingIdentity {
     pub value: JsonObject,
 }
 
-/// Why an originating identity header was rejected.
+/// A reason to reject an originating identity header.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum IdentityError {
     #[error("expected \"PLATFORM VALUE\" with one space between the two")]

@@ -1,12 +1,12 @@
 //! osbkit: an Open Service Broker API v2.17 server that a backend cannot get wrong.
 //!
 //! A service implements [`Backend`]: one async method per operation that
-//! changes state. [`Broker`] wraps it in an HTTP server that checks
-//! versions, credentials and requests, validates parameters against the
-//! plan's JSON Schemas, keeps every instance, binding and operation in a
-//! durable [`store::Store`], runs asynchronous operations in the background,
-//! resumes them after a restart, and chooses every status code and error
-//! body the specification prescribes.
+//! changes state. [`Broker`] wraps it in an HTTP server. The server checks
+//! versions, credentials and requests, and validates parameters against the
+//! plan's JSON Schemas. It keeps every instance, binding and operation in a
+//! durable [`store::Store`], runs asynchronous operations in the background
+//! and resumes them after a restart. It chooses every status code and error
+//! body that the specification prescribes.
 
 pub mod auth;
 pub mod backend;

@@ -283,7 +283,7 @@ fn open_response(
     })
 }
 
-/// The attributes that make two bind requests the same request.
+/// Returns the attributes that make two bind requests the same request.
 fn bind_attributes(instance_id: &str, request: &BindRequest) -> serde_json::Value {
     json!({
         "instance_id": instance_id,

@@ -14,7 +14,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::identity::OriginatingIdentity;
 
-/// The longest instance or binding id accepted, in characters.
+/// The maximum length of an instance or binding id, in characters.
 const MAX_ID_LENGTH: usize = 255;
 
 /// A JSON body, checked for Content-Type, size and shape.
@@ -195,7 +195,7 @@ impl<S: Send + Sync> FromRequestParts<S> for OsbQuery {
     }
 }
 
-/// What the headers say about who sent the request.
+/// The identities of the request's sender, from its headers.
 pub(crate) struct Caller {
     pub request_identity: String,
     pub originating_identity: Option<OriginatingIdentity>,

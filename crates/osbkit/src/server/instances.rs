@@ -358,7 +358,7 @@ pub(crate) async fn deprovision(
     Ok(Json(json!({})).into_response())
 }
 
-/// Returns the 202 answer for an operation in progress.
+/// Returns the 202 response for an operation in progress.
 pub(crate) fn accepted(operation_id: &str) -> Response {
     let body = AsyncOperationResponse {
         operation: Some(operation_id.to_owned()),
@@ -453,8 +453,9 @@ fn check_maintenance(
     }))
 }
 
-/// The attributes that make two provision requests the same request. The
-/// context is left out because platforms may rename things between retries.
+/// Returns the attributes that make two provision requests the same
+/// request. The context is left out because platforms may rename things
+/// between retries.
 fn provision_attributes(request: &ProvisionRequest) -> serde_json::Value {
     json!({
         "service_id": request.service_id,

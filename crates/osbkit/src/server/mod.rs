@@ -2,8 +2,8 @@
 //!
 //! Layers from the outside in: request identity (read or generated, echoed
 //! on every response), the request span, the body size limit,
-//! authentication, then the API version check. Every answer, including
-//! those of unknown routes, wrong methods and rejected bodies, is OSB JSON.
+//! authentication, then the API version check. Every response, including
+//! those to unknown routes, wrong methods and rejected bodies, is OSB JSON.
 
 mod bindings;
 mod extract;
@@ -28,7 +28,8 @@ use crate::error::BrokerError;
 /// only add optional fields, and 2.11 is the first with `context`.
 const OLDEST_MINOR_VERSION: u32 = 11;
 
-/// The longest request identity echoed back; longer ones are replaced.
+/// The maximum length of a request identity that is echoed back. A longer
+/// one is replaced by a generated identity.
 const MAX_REQUEST_IDENTITY: usize = 256;
 
 /// The request identity of the current request, for error bodies and logs.

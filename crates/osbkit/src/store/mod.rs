@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::OperationKind;
 
-/// Where an instance is in its life.
+/// The lifecycle state of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstanceState {
     /// Its provision is running.
@@ -30,7 +30,7 @@ pub enum InstanceState {
     Deprovisioning,
 }
 
-/// Where a binding is in its life.
+/// The lifecycle state of a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingState {
     Binding,
@@ -87,9 +87,9 @@ pub struct OperationRecord {
     pub binding_id: Option<String>,
     pub state: OperationState,
     pub description: Option<String>,
-    /// True when the platform was answered 202 and will poll.
+    /// True when the response was 202 Accepted and the platform polls.
     pub asynchronous: bool,
-    /// What the job needs to run again after a restart.
+    /// The job's input, kept to run it again after a restart.
     pub job: StoredJob,
     /// Unix seconds after which the operation is failed.
     pub deadline: Option<i64>,
@@ -117,7 +117,7 @@ pub struct StoredJob {
     /// Update: the maintenance version the instance moves to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_version: Option<String>,
-    /// Bind: fields of the request the backend sees again on resume.
+    /// Bind: request fields that the backend receives again on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_guid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,7 +126,7 @@ pub struct StoredJob {
     pub predecessor_binding_id: Option<String>,
 }
 
-/// How an operation ended.
+/// The outcome of an operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
     /// Provision or update succeeded with this result.
@@ -150,6 +150,8 @@ pub enum Completion {
 }
 
 /// The result of [`Store::create_instance`] and [`Store::create_binding`].
+// Returned once per request and matched at once, so boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created<T> {
     /// The record and its operation were written.
@@ -162,6 +164,7 @@ pub enum Created<T> {
 }
 
 /// The result of a request for a resource's lock.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Locked<T> {
     /// The lock is held by the given operation, which was written.

@@ -76,7 +76,7 @@ CREATE TABLE settings (
 /// How many connections serve reads.
 const READERS: usize = 4;
 
-/// The most write steps committed in one transaction.
+/// The maximum number of write steps committed in one transaction.
 const MAX_BATCH: usize = 128;
 
 /// A write step, run inside the batch's transaction. It returns whether it
@@ -179,8 +179,8 @@ impl SqliteStore {
     }
 }
 
-/// The writer thread: commits waiting steps in batches until every store
-/// handle is dropped.
+/// Commits waiting write steps in batches, on the writer thread, until
+/// every store handle is dropped.
 fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<WriteStep>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -192,7 +192,7 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
         }
 
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-            // Dropping the steps unrun answers their callers with an error.
+            // Dropping the steps without running them returns an error to their callers.
             tracing::error!(error = %error, steps = batch.len(), "could not begin a state database transaction");
             continue;
         }

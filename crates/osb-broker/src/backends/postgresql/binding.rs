@@ -2,7 +2,10 @@
 
 use osbkit::{BackendError, BindJob, BindingOutcome, UnbindJob};
 
-use super::catalog::{database_exists, drop_role, role_exists, terminate_sessions};
+use super::catalog::{
+    database_accepts_connections, database_exists, drop_role, grant_to_admin, is_member,
+    role_exists, terminate_sessions,
+};
 use super::credentials::{self, Password, Target};
 use super::instance::{ensure_reader, missing_database};
 use super::names::InstanceNames;
@@ -11,7 +14,10 @@ use super::sql::{execute, execute_ignoring, quote_ident, quote_literal};
 use super::PostgresBackend;
 use tokio_postgres::error::SqlState;
 
-pub async fn bind(backend: &PostgresBackend, job: &BindJob) -> Result<BindingOutcome, BackendError> {
+pub async fn bind(
+    backend: &PostgresBackend,
+    job: &BindJob,
+) -> Result<BindingOutcome, BackendError> {
     let plan = backend.plan(&job.plan_id)?;
     let read_only = binding_read_only(&job.parameters, plan)?;
     let server = backend.server(plan);
@@ -31,7 +37,8 @@ pub async fn bind(backend: &PostgresBackend, job: &BindJob) -> Result<BindingOut
     backend.checkpoint("bind:reader_role")?;
 
     // The role cannot log in until its grants are in place and it has the
-    // password of this run: a run that stopped earlier handed out nothing.
+    // password of this run, because a run that stopped earlier returned no
+    // credentials.
     let quoted_role = quote_ident(&role);
     if !role_exists(server, &admin, &role).await? {
         let create = format!("CREATE ROLE {quoted_role} NOLOGIN INHERIT");
@@ -44,31 +51,40 @@ pub async fn bind(backend: &PostgresBackend, job: &BindJob) -> Result<BindingOut
         )
         .await?;
     }
+    grant_to_admin(server, &admin, "grant binding role to admin", &role).await?;
     backend.checkpoint("bind:role")?;
 
-    let owner = quote_ident(&names.owner);
-    let reader = quote_ident(&names.reader);
-    // Both branches undo the other's grants, in case an earlier run of the
-    // same binding id chose the other kind.
-    let grants = if read_only {
+    // Each kind undoes the other's membership, in case an earlier run of the
+    // same binding id chose the other kind. The check avoids the server's
+    // warning about revoking a membership that does not exist.
+    let (wrong_group, right_group) = if read_only {
+        (&names.owner, &names.reader)
+    } else {
+        (&names.reader, &names.owner)
+    };
+    if is_member(server, &admin, &role, wrong_group).await? {
+        let revoke = format!("REVOKE {} FROM {quoted_role}", quote_ident(wrong_group));
+        execute(&server.key, &admin, "revoke binding membership", &revoke).await?;
+    }
+    if !is_member(server, &admin, &role, right_group).await? {
+        let grant = format!("GRANT {} TO {quoted_role}", quote_ident(right_group));
+        execute(&server.key, &admin, "grant binding membership", &grant).await?;
+    }
+    let settings = if read_only {
         format!(
-            "REVOKE {owner} FROM {quoted_role};\n\
-             GRANT {reader} TO {quoted_role};\n\
-             ALTER ROLE {quoted_role} RESET role;\n\
+            "ALTER ROLE {quoted_role} RESET role;\n\
              ALTER ROLE {quoted_role} SET default_transaction_read_only = on;"
         )
     } else {
         // Sessions run as the owner role, so what they create belongs to it
         // and stays usable by every binding after this one is gone.
         format!(
-            "REVOKE {reader} FROM {quoted_role};\n\
-             GRANT {owner} TO {quoted_role};\n\
-             ALTER ROLE {quoted_role} RESET default_transaction_read_only;\n\
+            "ALTER ROLE {quoted_role} RESET default_transaction_read_only;\n\
              ALTER ROLE {quoted_role} SET role = {};",
             quote_literal(&names.owner)
         )
     };
-    execute(&server.key, &admin, "grant binding role", &grants).await?;
+    execute(&server.key, &admin, "configure binding role", &settings).await?;
     backend.checkpoint("bind:grants")?;
 
     // Only the SCRAM verifier goes to the server, so the password is in no
@@ -112,17 +128,25 @@ pub async fn unbind(backend: &PostgresBackend, job: &UnbindJob) -> Result<(), Ba
         return Ok(());
     }
     let quoted_role = quote_ident(&role);
+    grant_to_admin(server, &admin, "grant binding role to admin", &role).await?;
 
     let block = format!("ALTER ROLE {quoted_role} NOLOGIN");
     execute(&server.key, &admin, "block binding login", &block).await?;
     backend.checkpoint("unbind:block_login")?;
 
-    terminate_sessions(server, &admin, "end binding sessions", std::slice::from_ref(&role)).await?;
+    terminate_sessions(
+        server,
+        &admin,
+        "end binding sessions",
+        std::slice::from_ref(&role),
+    )
+    .await?;
     backend.checkpoint("unbind:end_sessions")?;
 
     // Objects the role owns in the instance's database go to the owner role,
-    // so tables made with `RESET ROLE` survive too.
-    if database_exists(server, &admin, &names.database).await? {
+    // so tables made with `RESET ROLE` survive too. A database that a
+    // deprovision has closed is about to be dropped with everything in it.
+    if database_accepts_connections(server, &admin, &names.database).await? {
         let database = server
             .connect(Some(&names.database), "connect to instance database")
             .await?;
@@ -131,7 +155,13 @@ pub async fn unbind(backend: &PostgresBackend, job: &UnbindJob) -> Result<(), Ba
              DROP OWNED BY {quoted_role};",
             quote_ident(&names.owner)
         );
-        execute(&server.key, &database, "hand over binding objects", &statements).await?;
+        execute(
+            &server.key,
+            &database,
+            "hand over binding objects",
+            &statements,
+        )
+        .await?;
     }
     backend.checkpoint("unbind:reassign_objects")?;
 

@@ -9,9 +9,16 @@ use super::names::InstanceNames;
 use super::sql::{execute, execute_ignoring, quote_ident, to_backend_error};
 
 /// Tells whether `role` exists.
-pub async fn role_exists(server: &Server, client: &Client, role: &str) -> Result<bool, BackendError> {
+pub async fn role_exists(
+    server: &Server,
+    client: &Client,
+    role: &str,
+) -> Result<bool, BackendError> {
     let row = client
-        .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&role])
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role],
+        )
         .await
         .map_err(|error| to_backend_error(&server.key, "look up role", error))?;
     Ok(row.is_some())
@@ -33,6 +40,43 @@ pub async fn database_exists(
     Ok(row.is_some())
 }
 
+/// Tells whether `database` exists and accepts connections, which it stops
+/// doing early in a deprovision.
+pub async fn database_accepts_connections(
+    server: &Server,
+    client: &Client,
+    database: &str,
+) -> Result<bool, BackendError> {
+    let row = client
+        .query_opt(
+            "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(|error| to_backend_error(&server.key, "look up database", error))?;
+    Ok(row.is_some_and(|row| row.get::<_, bool>(0)))
+}
+
+/// Tells whether `role` is a direct member of `group`.
+pub async fn is_member(
+    server: &Server,
+    client: &Client,
+    role: &str,
+    group: &str,
+) -> Result<bool, BackendError> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_auth_members m \
+             JOIN pg_catalog.pg_roles r ON r.oid = m.member \
+             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+             WHERE r.rolname = $1 AND g.rolname = $2",
+            &[&role, &group],
+        )
+        .await
+        .map_err(|error| to_backend_error(&server.key, "look up role membership", error))?;
+    Ok(row.is_some())
+}
+
 /// Creates `role` without login unless it exists.
 pub async fn ensure_group_role(
     server: &Server,
@@ -44,7 +88,14 @@ pub async fn ensure_group_role(
         return Ok(());
     }
     let statement = format!("CREATE ROLE {} NOLOGIN", quote_ident(role));
-    execute_ignoring(&server.key, client, step, &statement, &SqlState::DUPLICATE_OBJECT).await
+    execute_ignoring(
+        &server.key,
+        client,
+        step,
+        &statement,
+        &SqlState::DUPLICATE_OBJECT,
+    )
+    .await
 }
 
 /// Returns the server's `server_version_num`, such as 150020.
@@ -56,10 +107,8 @@ pub async fn server_version(server: &Server, client: &Client) -> Result<i32, Bac
     Ok(row.get(0))
 }
 
-/// Tells whether the admin role is a superuser. A role with only CREATEROLE
-/// and CREATEDB must be a member of an owner role to create a database
-/// owned by it.
-pub async fn admin_is_superuser(server: &Server, client: &Client) -> Result<bool, BackendError> {
+/// Tells whether the admin role is a superuser.
+async fn admin_is_superuser(server: &Server, client: &Client) -> Result<bool, BackendError> {
     let row = client
         .query_one(
             "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
@@ -68,6 +117,23 @@ pub async fn admin_is_superuser(server: &Server, client: &Client) -> Result<bool
         .await
         .map_err(|error| to_backend_error(&server.key, "read admin role", error))?;
     Ok(row.get(0))
+}
+
+/// Makes the admin role a member of `role` unless it is a superuser. A role
+/// with only CREATEDB and CREATEROLE needs the membership to create a
+/// database owned by `role`, to reassign or drop what `role` owns, and to end
+/// its sessions.
+pub async fn grant_to_admin(
+    server: &Server,
+    client: &Client,
+    step: &'static str,
+    role: &str,
+) -> Result<(), BackendError> {
+    if admin_is_superuser(server, client).await? {
+        return Ok(());
+    }
+    let grant = format!("GRANT {} TO CURRENT_USER", quote_ident(role));
+    execute(&server.key, client, step, &grant).await
 }
 
 /// Ends every session logged in as one of `roles`.
@@ -111,9 +177,9 @@ pub async fn binding_roles(
 
 /// Drops `role` if it exists. The caller has already removed its objects
 /// from the instance's database. Objects or privileges it still has in the
-/// admin database are dropped there, because the role was the broker's and
-/// they were made through it; any in other databases make this fail with a
-/// message naming the role.
+/// admin database are dropped there, because they were made through a role
+/// of the broker. Any in other databases make this fail with an error
+/// naming the role.
 pub async fn drop_role(
     server: &Server,
     client: &Client,

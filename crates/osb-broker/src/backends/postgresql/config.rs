@@ -21,7 +21,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub tls: TlsMode,
     /// PEM file with the certificate authorities that sign the server's
-    /// certificate. Required by `verify-full`; its content goes into the
+    /// certificate. Required by `verify-full`. Its content goes into the
     /// credentials as `sslrootcert`.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub fn redact_url(url: &str) -> String {
     redacted
 }
 
-/// How the broker and applications secure connections to a server.
+/// The TLS mode of connections to a server, for the broker and applications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
@@ -112,7 +112,7 @@ impl TlsMode {
     }
 }
 
-/// Where a plan's operations run, as the operator names it in the config.
+/// The execution mode of a plan's operations, as written in the config.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionMode {
@@ -139,13 +139,13 @@ pub struct PlanConfig {
     /// Key into `[postgresql.servers]`.
     #[serde(default = "default_server")]
     pub server: String,
-    /// Maximum concurrent connections to each instance's database; none when absent.
+    /// Maximum concurrent connections to each instance's database, or no limit when absent.
     #[serde(default)]
     pub connection_limit: Option<i32>,
     /// Extensions that parameters may ask for, such as `pgcrypto`.
     #[serde(default)]
     pub extensions: Vec<String>,
-    /// Whether bindings are read-only unless their parameters say otherwise.
+    /// Whether bindings are read-only unless their `read_only` parameter is false.
     #[serde(default)]
     pub read_only: bool,
     /// Whether credentials carry a `jdbcUrl`.

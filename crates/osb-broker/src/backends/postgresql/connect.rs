@@ -23,6 +23,9 @@ use super::sql::to_backend_error;
 /// so a few cover concurrent requests without holding server slots.
 const MAX_IDLE_CONNECTIONS: usize = 4;
 
+/// Server options of the broker's sessions, unless the URL sets `options`.
+const LOCK_TIMEOUT_OPTION: &str = "-c lock_timeout=60s";
+
 /// One configured server, ready to connect to.
 pub struct Server {
     /// The key under `[postgresql.servers]`.
@@ -39,7 +42,7 @@ pub struct Server {
     idle: Mutex<Vec<Client>>,
 }
 
-// The driver's Config holds the admin password, so it is left out.
+// The driver's Config contains the admin password, so it is left out.
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
@@ -52,8 +55,8 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Checks `config` and prepares TLS; connects to nothing yet, so the broker
-    /// starts while a server is down.
+    /// Checks `config` and prepares TLS. Connects to nothing yet, so the
+    /// broker starts while a server is down.
     pub fn new(key: &str, config: &ServerConfig) -> Result<Self, String> {
         let field = format!("postgresql.servers.{key}");
         // The parse error may quote the URL, so only its kind is shown.
@@ -75,6 +78,12 @@ impl Server {
             driver_config.connect_timeout(Duration::from_secs(config.connect_timeout_seconds));
         }
         driver_config.application_name("osb-broker");
+        // A statement stuck behind an application's lock fails after a
+        // minute instead of holding the operation forever; the framework
+        // runs it again later.
+        if driver_config.get_options().is_none() {
+            driver_config.options(LOCK_TIMEOUT_OPTION);
+        }
 
         let ca_pem = match &config.ca_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
@@ -115,8 +124,8 @@ impl Server {
             (None, Some(host)) => host,
             (None, None) => {
                 return Err(format!(
-                    "{field}.url has no TCP host; set {field}.public_host to the host applications use"
-                ))
+                "{field}.url has no TCP host; set {field}.public_host to the host applications use"
+            ))
             }
         };
         let admin_port = driver_config.get_ports().first().copied().unwrap_or(5432);
@@ -130,11 +139,6 @@ impl Server {
             public_port: config.public_port.unwrap_or(admin_port),
             idle: Mutex::new(Vec::new()),
         })
-    }
-
-    /// Returns the database name of the admin URL.
-    pub fn admin_database(&self) -> &str {
-        self.config.get_dbname().unwrap_or("postgres")
     }
 
     /// Opens a new connection as the admin role to `database`, or to the
@@ -153,10 +157,13 @@ impl Server {
                 tokio::spawn(drive_connection(connection));
                 client
             }),
-            Some(tls) => config.connect(tls.clone()).await.map(|(client, connection)| {
-                tokio::spawn(drive_connection(connection));
-                client
-            }),
+            Some(tls) => config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(drive_connection(connection));
+                    client
+                }),
         };
         result.map_err(|error| to_backend_error(&self.key, step, error))
     }
@@ -172,7 +179,8 @@ impl Server {
                         client: Some(client),
                     })
                 }
-                // A closed one is dropped and the next tried; the list is finite.
+                // A closed client is dropped and the next one tried. The loop
+                // ends because the list is finite.
                 Some(_) => continue,
                 None => break,
             }
@@ -186,7 +194,9 @@ impl Server {
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Client>> {
         // A panic while holding the lock leaves only a list of clients behind.
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -210,7 +220,9 @@ impl Deref for PooledClient<'_> {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("a pooled client is present until drop")
+        self.client
+            .as_ref()
+            .expect("a pooled client is present until drop")
     }
 }
 
@@ -247,21 +259,25 @@ fn verified_tls_config(field: &str, pem: &str) -> Result<rustls::ClientConfig, S
             "{field}.ca_file holds no certificate; put the PEM of the server's certificate authority in it"
         ));
     }
-    Ok(rustls::ClientConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup failed: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("TLS setup failed: {error}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 fn unverified_tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = crypto_provider();
-    Ok(rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup failed: {error}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-        .with_no_client_auth())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| format!("TLS setup failed: {error}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+            .with_no_client_auth(),
+    )
 }
 
 /// Accepts any server certificate but still checks the handshake signatures,

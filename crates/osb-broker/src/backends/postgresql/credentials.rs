@@ -55,7 +55,7 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Where and how an application connects.
+/// The connection details of one binding.
 pub struct Target<'a> {
     pub server: &'a Server,
     pub database: &'a str,

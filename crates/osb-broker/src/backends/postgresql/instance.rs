@@ -7,8 +7,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::catalog::{
-    admin_is_superuser, binding_roles, database_exists, drop_role, ensure_group_role,
-    server_version, terminate_sessions,
+    binding_roles, database_exists, drop_role, ensure_group_role, grant_to_admin, server_version,
+    terminate_sessions,
 };
 use super::connect::Server;
 use super::names::InstanceNames;
@@ -33,10 +33,7 @@ pub async fn provision(
     let admin = server.admin().await?;
 
     ensure_group_role(server, &admin, "create owner role", &names.owner).await?;
-    if !admin_is_superuser(server, &admin).await? {
-        let grant = format!("GRANT {} TO CURRENT_USER", quote_ident(&names.owner));
-        execute(&server.key, &admin, "grant owner role to admin", &grant).await?;
-    }
+    grant_to_admin(server, &admin, "grant owner role to admin", &names.owner).await?;
     backend.checkpoint("provision:owner_role")?;
 
     ensure_database(server, &admin, &names).await?;
@@ -74,8 +71,8 @@ pub async fn update(
     let previous_plan = backend.plan(&job.previous_plan_id)?;
     if plan.server != previous_plan.server {
         return Err(BackendError::Unprocessable(
-            "this plan is on another PostgreSQL server; moving an instance between servers \
-             is not supported, so create a new instance instead"
+            "the new plan uses another PostgreSQL server, and an instance cannot move \
+             between servers, so create a new instance instead"
                 .to_owned(),
         ));
     }
@@ -104,7 +101,10 @@ pub async fn update(
     Ok(InstanceOutcome::default())
 }
 
-pub async fn deprovision(backend: &PostgresBackend, job: &DeprovisionJob) -> Result<(), BackendError> {
+pub async fn deprovision(
+    backend: &PostgresBackend,
+    job: &DeprovisionJob,
+) -> Result<(), BackendError> {
     let plan = backend.plan(&job.plan_id)?;
     let server = backend.server(plan);
     let names = InstanceNames::new(&job.instance_id);
@@ -121,9 +121,9 @@ pub async fn deprovision(backend: &PostgresBackend, job: &DeprovisionJob) -> Res
     }
     backend.checkpoint("deprovision:drop_database")?;
 
-    // Roles found by name cover bindings the framework lists and any whose
-    // record was lost; read-only roles are found only this way, because they
-    // are not members of the owner role.
+    // Roles found by name cover the bindings the framework lists and any
+    // whose record was lost. Read-only roles are found only by name, because
+    // they are not members of the owner role.
     let mut roles = binding_roles(server, &admin, &names).await?;
     for binding_id in &job.binding_ids {
         let role = names.binding_role(binding_id);
@@ -153,11 +153,11 @@ pub async fn deprovision(backend: &PostgresBackend, job: &DeprovisionJob) -> Res
     Ok(())
 }
 
-/// The error for an instance whose database vanished outside the broker.
+/// Returns the error for an instance whose database is missing.
 pub fn missing_database(instance_id: &str, names: &InstanceNames) -> BackendError {
     BackendError::internal(format!(
-        "database {} of instance {instance_id:?} does not exist; it was dropped outside \
-         the broker, so deprovision the instance and create it again",
+        "database {} of instance {instance_id:?} was not found on the PostgreSQL server, \
+         so deprovision the instance and create it again",
         names.database
     ))
 }
@@ -236,7 +236,13 @@ async fn configure_schema(
          ALTER SCHEMA public OWNER TO {};",
         quote_ident(&names.owner)
     );
-    execute(&server.key, database, "configure public schema", &statements).await
+    execute(
+        &server.key,
+        database,
+        "configure public schema",
+        &statements,
+    )
+    .await
 }
 
 /// Creates the reader role and grants it read access to every table the
@@ -255,7 +261,13 @@ pub async fn ensure_reader(
         "GRANT CONNECT ON DATABASE {} TO {reader}",
         quote_ident(&names.database)
     );
-    execute(&server.key, admin, "grant connect to reader", &grant_connect).await?;
+    execute(
+        &server.key,
+        admin,
+        "grant connect to reader",
+        &grant_connect,
+    )
+    .await?;
 
     // Schema names come from the catalog and may be anything a binding chose.
     let schemas = database
@@ -281,7 +293,13 @@ pub async fn ensure_reader(
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO {reader};\n\
          ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON SEQUENCES TO {reader};"
     ));
-    execute(&server.key, database, "grant read access to reader", &statements).await
+    execute(
+        &server.key,
+        database,
+        "grant read access to reader",
+        &statements,
+    )
+    .await
 }
 
 async fn create_extensions(
@@ -297,8 +315,8 @@ async fn create_extensions(
             Err(error) if error.code() == Some(&SqlState::UNDEFINED_FILE) => {
                 tracing::error!(%extension, server = %server.key, "extension is not installed on the PostgreSQL server");
                 return Err(BackendError::Unprocessable(format!(
-                    "extension {extension:?} is not installed on the PostgreSQL server; \
-                     ask the broker operator to install it or remove it from the plan"
+                    "extension {extension:?} is not installed on the PostgreSQL server, \
+                     so ask the broker operator to install it or to remove it from the plan"
                 )));
             }
             Err(error) => return Err(to_backend_error(&server.key, "create extension", error)),
@@ -333,8 +351,8 @@ pub async fn drop_database(
         return execute(&server.key, admin, "drop database", &statement).await;
     }
 
-    // Older servers: end the sessions, then drop; a session that is still
-    // ending makes the drop fail with object_in_use, so it is tried again.
+    // Older servers need the sessions ended before the drop. A session that
+    // is still ending makes the drop fail with object_in_use, so it is retried.
     let statement = format!("DROP DATABASE IF EXISTS {database}");
     let terminate = format!(
         "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
@@ -347,7 +365,10 @@ pub async fn drop_database(
             Err(error) if error.code() == Some(&SqlState::OBJECT_IN_USE) => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            result => return result.map_err(|error| to_backend_error(&server.key, "drop database", error)),
+            result => {
+                return result
+                    .map_err(|error| to_backend_error(&server.key, "drop database", error))
+            }
         }
     }
     execute(&server.key, admin, "end database sessions", &terminate).await?;

@@ -4,8 +4,8 @@
 //! Per instance the broker makes a database owned by a non-login owner role,
 //! and a non-login reader role for read-only bindings. A read-write binding
 //! is a login role that is a member of the owner role and whose sessions run
-//! as it, so every table belongs to the owner and outlives the binding that
-//! made it. All names derive from the ids (see [`names`]), and every step
+//! as it, so the tables it makes belong to the owner and outlive it. Unbind
+//! hands anything the login role still owns to the owner role. All names derive from the ids (see [`names`]), and every step
 //! checks the catalogs or uses `IF [NOT] EXISTS`, so an operation that
 //! stopped between two statements finishes when run again.
 
@@ -47,12 +47,7 @@ pub mod steps {
         "provision:extensions",
     ];
     pub const UPDATE: &[&str] = &["update:database_settings", "update:extensions"];
-    pub const BIND: &[&str] = &[
-        "bind:reader_role",
-        "bind:role",
-        "bind:grants",
-        "bind:login",
-    ];
+    pub const BIND: &[&str] = &["bind:reader_role", "bind:role", "bind:grants", "bind:login"];
     pub const UNBIND: &[&str] = &[
         "unbind:block_login",
         "unbind:end_sessions",
@@ -72,7 +67,7 @@ pub mod steps {
 pub struct PostgresBackend {
     servers: BTreeMap<String, Arc<Server>>,
     plans: HashMap<String, PlanConfig>,
-    /// A step after which operations fail, for crash tests; never set from config.
+    /// A step after which operations fail, for crash tests. The config cannot set it.
     fault_after: Mutex<Option<String>>,
 }
 
@@ -102,7 +97,9 @@ impl PostgresBackend {
                 ));
             }
             if plan_map.insert(plan_id.clone(), plan).is_some() {
-                return Err(format!("plan id {plan_id:?} appears twice; give each plan its own id"));
+                return Err(format!(
+                    "plan id {plan_id:?} appears twice; give each plan its own id"
+                ));
             }
         }
         Ok(PostgresBackend {
@@ -139,7 +136,9 @@ impl PostgresBackend {
             "step {step} is missing from the steps lists"
         );
         if self.lock_fault().as_deref() == Some(step) {
-            return Err(BackendError::internal(format!("injected fault after step {step}")));
+            return Err(BackendError::internal(format!(
+                "injected fault after step {step}"
+            )));
         }
         Ok(())
     }

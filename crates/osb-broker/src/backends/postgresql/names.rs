@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-/// What every name the broker creates starts with.
+/// The prefix of every name the broker creates.
 pub const PREFIX: &str = "osb_";
 
 /// Hex digits of the SHA-256 kept in a name.
@@ -27,7 +27,7 @@ pub struct InstanceNames {
     pub owner: String,
     /// The non-login role whose members may only read.
     pub reader: String,
-    /// What the name of every binding role of the instance starts with.
+    /// The prefix of every binding role name of the instance.
     pub binding_prefix: String,
 }
 
@@ -77,7 +77,7 @@ fn is_short_hash(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// What a name the broker could have made stands for.
+/// The object a broker-made name belongs to, parsed from the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedName {
     /// An instance's database; the hash of its instance id.

@@ -30,7 +30,8 @@ pub fn requested_extensions(
             return Err(invalid("extensions must contain only strings"));
         };
         // Exact match against the operator's list, which was checked at startup.
-        if !is_valid_extension_name(name) || !plan.extensions.iter().any(|allowed| allowed == name) {
+        if !is_valid_extension_name(name) || !plan.extensions.iter().any(|allowed| allowed == name)
+        {
             return Err(invalid(&format!(
                 "extension {} is not allowed on this plan; allowed: {}",
                 quote_for_message(name),
@@ -121,7 +122,10 @@ mod tests {
         for name in ["postgis", "pgcrypto\"; DROP DATABASE x; --", "PGCRYPTO", ""] {
             let parameters = object(json!({ "extensions": [name] }));
             let error = requested_extensions(&parameters, &plan()).expect_err(name);
-            assert!(matches!(error, BackendError::InvalidParameters(_)), "{name}");
+            assert!(
+                matches!(error, BackendError::InvalidParameters(_)),
+                "{name}"
+            );
         }
     }
 

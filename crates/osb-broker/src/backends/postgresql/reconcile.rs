@@ -13,7 +13,7 @@ use osbkit::BackendError;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::catalog::{database_exists, drop_role, terminate_sessions};
+use super::catalog::{database_exists, drop_role, grant_to_admin, role_exists, terminate_sessions};
 use super::connect::Server;
 use super::instance::{block_connections, drop_database};
 use super::names::{parse_database, parse_role, short_hash, InstanceNames, ParsedName, PREFIX};
@@ -43,7 +43,7 @@ pub struct MissingDatabase {
     pub database: String,
 }
 
-/// What [`find_orphans`] found.
+/// Objects and records that disagree, as found by [`find_orphans`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
     /// Databases named by the broker with no instance record.
@@ -66,10 +66,17 @@ impl ReconcileReport {
 impl fmt::Display for ReconcileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_clean() {
-            return writeln!(f, "no orphans: every {PREFIX} database and role has a record");
+            return writeln!(
+                f,
+                "no orphans: every {PREFIX} database and role has a record"
+            );
         }
         for object in &self.orphan_databases {
-            writeln!(f, "orphan database {} on server {}", object.name, object.server)?;
+            writeln!(
+                f,
+                "orphan database {} on server {}",
+                object.name, object.server
+            )?;
         }
         for object in &self.orphan_roles {
             writeln!(f, "orphan role {} on server {}", object.name, object.server)?;
@@ -95,7 +102,8 @@ pub async fn find_orphans(
     known_instances: &[KnownInstance],
     known_binding_ids: &[String],
 ) -> Result<ReconcileReport, BackendError> {
-    let binding_hashes: HashSet<String> = known_binding_ids.iter().map(|id| short_hash(id)).collect();
+    let binding_hashes: HashSet<String> =
+        known_binding_ids.iter().map(|id| short_hash(id)).collect();
     let mut report = ReconcileReport::default();
     for server in backend.servers() {
         let mut instance_hashes = HashSet::new();
@@ -114,7 +122,8 @@ pub async fn find_orphans(
         }
         let admin = server.admin().await?;
 
-        let databases = list_names(server, &admin, "SELECT datname FROM pg_catalog.pg_database").await?;
+        let databases =
+            list_names(server, &admin, "SELECT datname FROM pg_catalog.pg_database").await?;
         for name in &databases {
             if let Some(parsed) = parse_database(name) {
                 if !instance_hashes.contains(parsed.instance_hash()) {
@@ -158,8 +167,8 @@ pub async fn find_orphans(
 
 /// Drops the orphan databases and roles of `report`, which should come from
 /// [`find_orphans`] just before, after the operator confirmed it. Returns
-/// the objects dropped. Leaves the missing databases' records alone: the
-/// platform deprovisions those instances.
+/// the objects dropped. Leaves the records of missing databases alone,
+/// because the platform deprovisions those instances.
 pub async fn delete_orphans(
     backend: &PostgresBackend,
     report: &ReconcileReport,
@@ -168,13 +177,21 @@ pub async fn delete_orphans(
     for server in backend.servers() {
         let admin = server.admin().await?;
 
-        for orphan in report.orphan_databases.iter().filter(|o| o.server == server.key) {
-            // Only names the broker makes, whatever the report was edited to say.
+        for orphan in report
+            .orphan_databases
+            .iter()
+            .filter(|o| o.server == server.key)
+        {
+            // Only names the broker makes are dropped, even from an edited report.
             let Some(parsed) = parse_database(&orphan.name) else {
                 continue;
             };
             let names = InstanceNames::from_hash(parsed.instance_hash());
             if database_exists(server, &admin, &names.database).await? {
+                if role_exists(server, &admin, &names.owner).await? {
+                    grant_to_admin(server, &admin, "grant orphan owner to admin", &names.owner)
+                        .await?;
+                }
                 block_connections(server, &admin, &names).await?;
                 drop_database(server, &admin, &names).await?;
             }
@@ -192,8 +209,14 @@ pub async fn delete_orphans(
         roles.sort_by_key(|(order, _, _)| *order);
         for (_, parsed, orphan) in roles {
             let names = InstanceNames::from_hash(parsed.instance_hash());
-            terminate_sessions(server, &admin, "end orphan role sessions", std::slice::from_ref(&orphan.name))
-                .await?;
+            grant_to_admin(server, &admin, "grant orphan role to admin", &orphan.name).await?;
+            terminate_sessions(
+                server,
+                &admin,
+                "end orphan role sessions",
+                std::slice::from_ref(&orphan.name),
+            )
+            .await?;
             if matches!(parsed, ParsedName::Binding { .. }) {
                 hand_over_objects(server, &admin, &names, &orphan.name).await?;
             }
@@ -232,7 +255,13 @@ async fn hand_over_objects(
         role = quote_ident(role),
         owner = quote_ident(&names.owner)
     );
-    execute(&server.key, &database, "hand over orphan role objects", &statements).await
+    execute(
+        &server.key,
+        &database,
+        "hand over orphan role objects",
+        &statements,
+    )
+    .await
 }
 
 async fn list_names(

@@ -34,8 +34,8 @@ pub struct StepError {
     pub source: tokio_postgres::Error,
 }
 
-// The driver's Display says only "db error"; the server's message is in the
-// source, so it is written out here for the log.
+// The driver's Display prints only "db error" and keeps the server's message
+// in the source, so it is written out here for the log.
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PostgreSQL step {} failed: {}", self.step, self.source)?;
