@@ -34,8 +34,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the broker is and how to authenticate. Each value comes from the
-/// flag, else the environment variable, else the selected profile.
+/// The broker's URL and credentials. Each value comes from the flag, else
+/// the environment variable, else the selected profile.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TargetArgs {
     /// Broker base URL, such as http://127.0.0.1:8080.
@@ -74,7 +74,13 @@ pub struct TargetArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PlatformArgs {
     /// Platform profile for context and originating identity [default: cloudfoundry].
-    #[arg(long, global = true, env = "OSB_PLATFORM", value_enum, value_name = "PLATFORM")]
+    #[arg(
+        long,
+        global = true,
+        env = "OSB_PLATFORM",
+        value_enum,
+        value_name = "PLATFORM"
+    )]
     pub platform: Option<PlatformKind>,
 
     /// Cloud Foundry organization name of new instances [default: osb].
@@ -107,7 +113,7 @@ pub struct OperationArgs {
     pub timeout: Duration,
 
     /// Send accepts_incomplete=false first. The request is sent again with
-    /// accepts_incomplete=true if the broker answers 422 AsyncRequired.
+    /// accepts_incomplete=true if the broker responds 422 AsyncRequired.
     #[arg(long)]
     pub prefer_sync: bool,
 }
@@ -257,6 +263,15 @@ pub enum Command {
         #[command(subcommand)]
         action: ProfileCommand,
     },
+
+    /// Check a broker against the rules of the specification.
+    ///
+    /// Reads and validates the catalog, then provisions, updates, binds,
+    /// unbinds and deprovisions each chosen plan, with the requests a broker
+    /// must reject around each step. Every instance and binding created is
+    /// deleted at the end, after Ctrl-C too. Prints one line per check and a
+    /// summary; the exit code is 1 when any check fails.
+    Check(crate::check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,7 +309,7 @@ pub enum ProfileCommand {
     },
 }
 
-/// How a Kubernetes Secret carries its values.
+/// The encoding of a Kubernetes Secret's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SecretEncoding {
     /// Plain strings under `stringData`.

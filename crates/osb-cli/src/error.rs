@@ -56,6 +56,12 @@ impl CliError {
         self
     }
 
+    /// Sets the hint, replacing an earlier one.
+    pub fn replace_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
     /// Prefixes the message with what the command was doing, as in
     /// `could not provision "orders-db": <message>`.
     pub fn context(mut self, doing: impl fmt::Display) -> Self {

@@ -37,7 +37,11 @@ impl Table {
 
     /// Renders the table; the last column is not padded.
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.header.iter().map(|title| title.chars().count()).collect();
+        let mut widths: Vec<usize> = self
+            .header
+            .iter()
+            .map(|title| title.chars().count())
+            .collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
@@ -94,9 +98,12 @@ pub fn print_json(value: &impl Serialize) -> CliResult<()> {
     print(&format!("{text}\n"))
 }
 
-/// An empty cell for a missing value.
+/// Returns the text of a cell, or `-` for a missing or empty value.
 pub fn or_dash(value: Option<&str>) -> String {
-    value.filter(|text| !text.is_empty()).unwrap_or("-").to_owned()
+    value
+        .filter(|text| !text.is_empty())
+        .unwrap_or("-")
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -108,7 +115,10 @@ mod tests {
         let mut table = Table::new(&["name", "plan"]);
         table.push(vec!["orders-db".into(), "small".into()]);
         table.push(vec!["x".into(), "large".into()]);
-        assert_eq!(table.render(), "name       plan\norders-db  small\nx          large\n");
+        assert_eq!(
+            table.render(),
+            "name       plan\norders-db  small\nx          large\n"
+        );
     }
 
     #[test]

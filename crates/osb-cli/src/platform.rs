@@ -66,14 +66,24 @@ impl PlatformSettings {
             kind: settings.platform.unwrap_or_default(),
             org: settings.org.clone().unwrap_or_else(|| "osb".to_owned()),
             space: settings.space.clone().unwrap_or_else(|| "dev".to_owned()),
-            namespace: settings.namespace.clone().unwrap_or_else(|| "default".to_owned()),
-            cluster_id: settings.cluster_id.clone().unwrap_or_else(|| "osb-local".to_owned()),
+            namespace: settings
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            cluster_id: settings
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| "osb-local".to_owned()),
             user: settings.originating_user.clone().unwrap_or(default_user),
         }
     }
 
     pub fn org_guid(&self) -> String {
-        Uuid::new_v5(&GUID_NAMESPACE, format!("organization/{}", self.org).as_bytes()).to_string()
+        Uuid::new_v5(
+            &GUID_NAMESPACE,
+            format!("organization/{}", self.org).as_bytes(),
+        )
+        .to_string()
     }
 
     pub fn space_guid(&self) -> String {
@@ -81,7 +91,7 @@ impl PlatformSettings {
         Uuid::new_v5(&GUID_NAMESPACE, key.as_bytes()).to_string()
     }
 
-    /// The deprecated but required `organization_guid` and `space_guid` of a
+    /// Returns the deprecated but required `organization_guid` and `space_guid` of a
     /// provision request. Kubernetes has neither, so the cluster id and the
     /// namespace stand in for them.
     pub fn provision_guids(&self) -> (String, String) {
@@ -91,7 +101,7 @@ impl PlatformSettings {
         }
     }
 
-    /// The context of a provision or update, with every property the profile requires for them.
+    /// Builds the context of a provision or update, with every property the profile requires for them.
     pub fn instance_context(&self, instance_name: &str) -> JsonObject {
         let value = match self.kind {
             PlatformKind::Cloudfoundry => json!({
@@ -112,7 +122,7 @@ impl PlatformSettings {
         into_object(value)
     }
 
-    /// The value of `X-Broker-API-Originating-Identity` for a request whose
+    /// Builds the value of `X-Broker-API-Originating-Identity` for a request whose
     /// context names `platform`: the platform, a space, and the Base64 of the
     /// user's JSON object.
     pub fn originating_identity(&self, platform: PlatformKind) -> String {
@@ -130,7 +140,7 @@ impl PlatformSettings {
     }
 }
 
-/// The context of a bind: the instance's context without `instance_name`,
+/// Builds the context of a bind: the instance's context without `instance_name`,
 /// which the profile defines for instance requests only.
 pub fn binding_context(instance_context: &JsonObject) -> JsonObject {
     let mut context = instance_context.clone();
@@ -159,14 +169,22 @@ mod tests {
 
     fn decode_identity(header: &str) -> (String, Value) {
         let (platform, value) = header.split_once(' ').unwrap();
-        let json = base64::engine::general_purpose::STANDARD.decode(value).unwrap();
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap();
         (platform.to_owned(), serde_json::from_slice(&json).unwrap())
     }
 
     #[test]
     fn cloudfoundry_context_has_required_properties() {
         let context = settings(PlatformKind::Cloudfoundry).instance_context("orders-db");
-        for key in ["organization_guid", "organization_name", "space_guid", "space_name", "instance_name"] {
+        for key in [
+            "organization_guid",
+            "organization_name",
+            "space_guid",
+            "space_name",
+            "instance_name",
+        ] {
             let value = context.get(key).and_then(Value::as_str).unwrap_or_default();
             assert!(!value.is_empty(), "{key} is missing or empty");
         }
@@ -194,14 +212,18 @@ mod tests {
 
     #[test]
     fn cloudfoundry_identity_encodes_user_id() {
-        let (platform, value) = decode_identity(&settings(PlatformKind::Cloudfoundry).originating_identity(PlatformKind::Cloudfoundry));
+        let (platform, value) = decode_identity(
+            &settings(PlatformKind::Cloudfoundry).originating_identity(PlatformKind::Cloudfoundry),
+        );
         assert_eq!(platform, "cloudfoundry");
         assert_eq!(value, json!({ "user_id": "duke" }));
     }
 
     #[test]
     fn kubernetes_identity_has_user_info_fields() {
-        let (platform, value) = decode_identity(&settings(PlatformKind::Cloudfoundry).originating_identity(PlatformKind::Kubernetes));
+        let (platform, value) = decode_identity(
+            &settings(PlatformKind::Cloudfoundry).originating_identity(PlatformKind::Kubernetes),
+        );
         assert_eq!(platform, "kubernetes");
         assert_eq!(value["username"], "duke");
         assert!(value["uid"].is_string());

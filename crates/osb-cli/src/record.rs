@@ -4,7 +4,7 @@
 //! Like a platform's database it is the source of truth for what exists. A
 //! command writes a row as `creating` (or `updating`, `deleting`) before it
 //! sends the request, and settles it afterwards, so a command that dies
-//! halfway leaves a row that says so. Names are unique per broker URL, and
+//! halfway leaves a row that shows it. Names are unique per broker URL, and
 //! every query is scoped to the current broker.
 
 use std::path::{Path, PathBuf};
@@ -18,11 +18,17 @@ use crate::clock::now_unix;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("could not open the local record {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("local record query failed: {0}")]
     Query(#[from] rusqlite::Error),
     #[error("the local record holds invalid JSON in {column}: {source}")]
-    Json { column: &'static str, source: serde_json::Error },
+    Json {
+        column: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 pub type RecordResult<T> = Result<T, RecordError>;
@@ -36,6 +42,8 @@ CREATE TABLE IF NOT EXISTS instances (
     service_name TEXT NOT NULL,
     plan_id TEXT NOT NULL,
     plan_name TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    provider TEXT NOT NULL,
     maintenance_version TEXT,
     context TEXT NOT NULL,
     dashboard_url TEXT,
@@ -101,6 +109,21 @@ impl State {
             State::DeleteFailed => "delete failed",
         }
     }
+
+    /// Reads a state as stored by `as_str`.
+    pub fn parse(text: &str) -> Option<State> {
+        [
+            State::Creating,
+            State::Ready,
+            State::Updating,
+            State::Deleting,
+            State::CreateFailed,
+            State::UpdateFailed,
+            State::DeleteFailed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
 }
 
 /// A recorded service instance.
@@ -112,6 +135,10 @@ pub struct InstanceRow {
     pub service_name: String,
     pub plan_id: String,
     pub plan_name: String,
+    /// The offering's tags, for VCAP_SERVICES.
+    pub tags: Vec<String>,
+    /// The provider of the offering, for servicebinding.io.
+    pub provider: String,
     pub maintenance_version: Option<String>,
     pub context: JsonObject,
     pub dashboard_url: Option<String>,
@@ -157,7 +184,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// Opens or creates the record file, with owner-only permissions because it holds credentials.
+    /// Opens or creates the record file, with owner-only permissions because it contains credentials.
     pub fn open(path: &Path, broker_url: &str) -> RecordResult<Self> {
         let open_error = |source| RecordError::Open {
             path: path.to_owned(),
@@ -195,8 +222,8 @@ impl Record {
     pub fn insert_instance(&self, row: &InstanceRow) -> RecordResult<()> {
         self.connection.execute(
             "INSERT INTO instances (id, broker_url, name, service_id, service_name, plan_id, plan_name,
-                maintenance_version, context, dashboard_url, state, usable, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                tags, provider, maintenance_version, context, dashboard_url, state, usable, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 row.id,
                 self.broker_url,
@@ -205,6 +232,8 @@ impl Record {
                 row.service_name,
                 row.plan_id,
                 row.plan_name,
+                serde_json::to_string(&row.tags).unwrap_or_else(|_| "[]".into()),
+                row.provider,
                 row.maintenance_version,
                 Value::Object(row.context.clone()).to_string(),
                 row.dashboard_url,
@@ -230,17 +259,22 @@ impl Record {
 
     pub fn instance_by_id(&self, id: &str) -> RecordResult<Option<InstanceRow>> {
         self.connection
-            .query_row(&format!("{INSTANCE_SELECT} WHERE id = ?1"), params![id], read_instance)
+            .query_row(
+                &format!("{INSTANCE_SELECT} WHERE id = ?1"),
+                params![id],
+                read_instance,
+            )
             .optional()?
             .transpose()
     }
 
     pub fn instances(&self) -> RecordResult<Vec<InstanceRow>> {
-        let mut statement = self
-            .connection
-            .prepare(&format!("{INSTANCE_SELECT} WHERE broker_url = ?1 ORDER BY name"))?;
+        let mut statement = self.connection.prepare(&format!(
+            "{INSTANCE_SELECT} WHERE broker_url = ?1 ORDER BY name"
+        ))?;
         let rows = statement.query_map(params![self.broker_url], read_instance)?;
-        rows.map(|row| row?).collect()
+        rows.map(|row| row.map_err(RecordError::from).and_then(|instance| instance))
+            .collect()
     }
 
     pub fn set_instance_state(&self, id: &str, state: State) -> RecordResult<()> {
@@ -252,8 +286,10 @@ impl Record {
     }
 
     pub fn set_instance_usable(&self, id: &str, usable: bool) -> RecordResult<()> {
-        self.connection
-            .execute("UPDATE instances SET usable = ?2 WHERE id = ?1", params![id, usable])?;
+        self.connection.execute(
+            "UPDATE instances SET usable = ?2 WHERE id = ?1",
+            params![id, usable],
+        )?;
         Ok(())
     }
 
@@ -273,18 +309,21 @@ impl Record {
         Ok(())
     }
 
-    /// Stores a new dashboard URL; `None` keeps the old one, as the specification asks.
+    /// Stores a new dashboard URL. `None` keeps the old one, as the specification requires.
     pub fn set_dashboard_url(&self, id: &str, dashboard_url: Option<&str>) -> RecordResult<()> {
         if let Some(url) = dashboard_url {
-            self.connection
-                .execute("UPDATE instances SET dashboard_url = ?2 WHERE id = ?1", params![id, url])?;
+            self.connection.execute(
+                "UPDATE instances SET dashboard_url = ?2 WHERE id = ?1",
+                params![id, url],
+            )?;
         }
         Ok(())
     }
 
     /// Deletes an instance with its bindings and their credentials.
     pub fn delete_instance(&self, id: &str) -> RecordResult<()> {
-        self.connection.execute("DELETE FROM instances WHERE id = ?1", params![id])?;
+        self.connection
+            .execute("DELETE FROM instances WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -343,7 +382,8 @@ impl Record {
     }
 
     pub fn delete_binding(&self, id: &str) -> RecordResult<()> {
-        self.connection.execute("DELETE FROM bindings WHERE id = ?1", params![id])?;
+        self.connection
+            .execute("DELETE FROM bindings WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -391,15 +431,22 @@ impl Record {
         Ok(self.connection.last_insert_rowid())
     }
 
-    /// Stores the broker's `operation` token of a 202 answer.
+    /// Stores the broker's `operation` token of a 202 response.
     pub fn set_operation_token(&self, id: i64, token: Option<&str>) -> RecordResult<()> {
-        self.connection
-            .execute("UPDATE operations SET token = ?2 WHERE id = ?1", params![id, token])?;
+        self.connection.execute(
+            "UPDATE operations SET token = ?2 WHERE id = ?1",
+            params![id, token],
+        )?;
         Ok(())
     }
 
     /// Records how an operation ended: `succeeded` or `failed`, with a description.
-    pub fn finish_operation(&self, id: i64, state: &str, description: Option<&str>) -> RecordResult<()> {
+    pub fn finish_operation(
+        &self,
+        id: i64,
+        state: &str,
+        description: Option<&str>,
+    ) -> RecordResult<()> {
         self.connection.execute(
             "UPDATE operations SET state = ?2, description = ?3, finished_at = ?4 WHERE id = ?1",
             params![id, state, description, now_unix()],
@@ -431,15 +478,26 @@ impl Record {
     }
 }
 
-const INSTANCE_SELECT: &str = "SELECT id, name, service_id, service_name, plan_id, plan_name, maintenance_version,
-    context, dashboard_url, state, usable, created_at, updated_at FROM instances";
+const INSTANCE_SELECT: &str = "SELECT id, name, service_id, service_name, plan_id, plan_name, tags, provider,
+    maintenance_version, context, dashboard_url, state, usable, created_at, updated_at FROM instances";
 
-const BINDING_SELECT: &str = "SELECT b.id, b.name, b.instance_id, i.name, b.predecessor_id, b.state,
+const BINDING_SELECT: &str =
+    "SELECT b.id, b.name, b.instance_id, i.name, b.predecessor_id, b.state,
     b.created_at, b.updated_at FROM bindings b JOIN instances i ON i.id = b.instance_id";
 
-/// Reads an instance row; the outer error is SQLite's, the inner one a broken `context` column.
+/// Reads an instance row; the outer error is SQLite's, the inner one a broken JSON column.
 fn read_instance(row: &Row<'_>) -> rusqlite::Result<RecordResult<InstanceRow>> {
-    let context: String = row.get(7)?;
+    let tags: String = row.get(6)?;
+    let tags = match serde_json::from_str(&tags) {
+        Ok(tags) => tags,
+        Err(source) => {
+            return Ok(Err(RecordError::Json {
+                column: "instances.tags",
+                source,
+            }))
+        }
+    };
+    let context: String = row.get(9)?;
     let context = match serde_json::from_str(&context) {
         Ok(context) => context,
         Err(source) => {
@@ -456,13 +514,15 @@ fn read_instance(row: &Row<'_>) -> rusqlite::Result<RecordResult<InstanceRow>> {
         service_name: row.get(3)?,
         plan_id: row.get(4)?,
         plan_name: row.get(5)?,
-        maintenance_version: row.get(6)?,
+        tags,
+        provider: row.get(7)?,
+        maintenance_version: row.get(8)?,
         context,
-        dashboard_url: row.get(8)?,
-        state: row.get(9)?,
-        usable: row.get(10)?,
-        created_at: row.get(11)?,
-        updated_at: row.get(12)?,
+        dashboard_url: row.get(10)?,
+        state: row.get(11)?,
+        usable: row.get(12)?,
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
     }))
 }
 
@@ -492,8 +552,13 @@ mod tests {
             service_name: "db".into(),
             plan_id: "plan".into(),
             plan_name: "small".into(),
+            tags: vec!["sql".into()],
+            provider: "example".into(),
             maintenance_version: Some("1.0.0".into()),
-            context: json!({ "platform": "cloudfoundry" }).as_object().unwrap().clone(),
+            context: json!({ "platform": "cloudfoundry" })
+                .as_object()
+                .unwrap()
+                .clone(),
             dashboard_url: None,
             state: State::Creating.as_str().into(),
             usable: true,
@@ -522,7 +587,9 @@ mod tests {
         let read = record.instance_by_name("orders").unwrap().unwrap();
         assert_eq!(read, instance("i1", "orders"));
         record.set_instance_state("i1", State::Ready).unwrap();
-        record.set_instance_plan("i1", "plan2", "large", None).unwrap();
+        record
+            .set_instance_plan("i1", "plan2", "large", None)
+            .unwrap();
         let read = record.instance_by_id("i1").unwrap().unwrap();
         assert_eq!(read.state, "ready");
         assert_eq!(read.plan_name, "large");
@@ -547,8 +614,13 @@ mod tests {
         let record = Record::in_memory("http://b").unwrap();
         record.insert_instance(&instance("i1", "orders")).unwrap();
         record.insert_binding(&binding("b1", "app", "i1")).unwrap();
-        record.save_credentials("b1", &json!({ "credentials": { "uri": "x" } })).unwrap();
-        assert_eq!(record.bindings(Some("i1")).unwrap()[0].instance_name, "orders");
+        record
+            .save_credentials("b1", &json!({ "credentials": { "uri": "x" } }))
+            .unwrap();
+        assert_eq!(
+            record.bindings(Some("i1")).unwrap()[0].instance_name,
+            "orders"
+        );
         record.delete_instance("i1").unwrap();
         assert!(record.binding_by_name("app").unwrap().is_none());
         assert!(record.credentials("b1").unwrap().is_none());
@@ -559,18 +631,29 @@ mod tests {
         let record = Record::in_memory("http://b").unwrap();
         record.insert_instance(&instance("i1", "orders")).unwrap();
         record.insert_binding(&binding("b1", "app", "i1")).unwrap();
-        record.save_credentials("b1", &json!({ "credentials": { "v": 1 } })).unwrap();
-        record.save_credentials("b1", &json!({ "credentials": { "v": 2 } })).unwrap();
-        assert_eq!(record.credentials("b1").unwrap().unwrap()["credentials"]["v"], 2);
+        record
+            .save_credentials("b1", &json!({ "credentials": { "v": 1 } }))
+            .unwrap();
+        record
+            .save_credentials("b1", &json!({ "credentials": { "v": 2 } }))
+            .unwrap();
+        assert_eq!(
+            record.credentials("b1").unwrap().unwrap()["credentials"]["v"],
+            2
+        );
     }
 
     #[test]
     fn operations_recorded_in_order() {
         let record = Record::in_memory("http://b").unwrap();
-        let first = record.start_operation("instance", "i1", "orders", "provision").unwrap();
+        let first = record
+            .start_operation("instance", "i1", "orders", "provision")
+            .unwrap();
         record.set_operation_token(first, Some("op-1")).unwrap();
         record.finish_operation(first, "succeeded", None).unwrap();
-        record.start_operation("instance", "i1", "orders", "update").unwrap();
+        record
+            .start_operation("instance", "i1", "orders", "update")
+            .unwrap();
         let operations = record.operations_for("i1").unwrap();
         assert_eq!(operations.len(), 2);
         assert_eq!(operations[0].token.as_deref(), Some("op-1"));

@@ -25,11 +25,7 @@ use crate::platform::PlatformKind;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The clear text, for the Authorization header and the profile file only.
+    /// Returns the clear text, for the Authorization header and the profile file only.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -88,11 +84,15 @@ impl Profile {
         fn pick<T: Clone>(given: &Option<T>, saved: &Option<T>) -> Option<T> {
             given.clone().or_else(|| saved.clone())
         }
+        // An empty flag or environment variable (`OSB_URL=`) counts as unset.
+        fn pick_text(given: &Option<String>, saved: &Option<String>) -> Option<String> {
+            pick(&given.clone().filter(|text| !text.is_empty()), saved)
+        }
         Profile {
-            url: pick(&target.url, &self.url),
-            user: pick(&target.user, &self.user),
+            url: pick_text(&target.url, &self.url),
+            user: pick_text(&target.user, &self.user),
             password: pick(&target.password, &self.password),
-            api_version: pick(&target.api_version, &self.api_version),
+            api_version: pick_text(&target.api_version, &self.api_version),
             platform: pick(&platform.platform, &self.platform),
             org: pick(&platform.org, &self.org),
             space: pick(&platform.space, &self.space),
@@ -135,10 +135,6 @@ impl OsbHome {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.yaml")
     }
@@ -178,7 +174,10 @@ impl OsbHome {
         }
         // serde_yaml errors name the position and the field, never the value.
         serde_yaml::from_str(&text).map_err(|error| {
-            CliError::usage(format!("invalid configuration file {}: {error}", path.display()))
+            CliError::usage(format!(
+                "invalid configuration file {}: {error}",
+                path.display()
+            ))
         })
     }
 
@@ -186,8 +185,9 @@ impl OsbHome {
     pub fn save_config(&self, config: &ConfigFile) -> CliResult<()> {
         self.ensure_dir()?;
         let path = self.config_path();
-        let text = serde_yaml::to_string(config)
-            .map_err(|error| CliError::usage(format!("could not encode the configuration: {error}")))?;
+        let text = serde_yaml::to_string(config).map_err(|error| {
+            CliError::usage(format!("could not encode the configuration: {error}"))
+        })?;
         let write = || -> std::io::Result<()> {
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create(true).truncate(true);
@@ -196,7 +196,9 @@ impl OsbHome {
             let mut file = options.open(&path)?;
             file.write_all(text.as_bytes())
         };
-        write().map_err(|error| CliError::usage(format!("could not write {}: {error}", path.display())))
+        write().map_err(|error| {
+            CliError::usage(format!("could not write {}: {error}", path.display()))
+        })
     }
 }
 
@@ -206,7 +208,8 @@ pub fn resolve_settings(
     target: &TargetArgs,
     platform: &PlatformArgs,
 ) -> CliResult<Profile> {
-    let saved = match (&target.profile, &config.current) {
+    let named = target.profile.as_ref().filter(|name| !name.is_empty());
+    let saved = match (named, &config.current) {
         (Some(name), _) => config.profiles.get(name).ok_or_else(|| {
             CliError::usage(format!("profile {name:?} not found"))
                 .with_hint("list the saved profiles with `osb profile list`")
@@ -233,10 +236,14 @@ pub struct Target {
 impl Target {
     /// Builds the target from merged settings.
     pub fn from_settings(settings: &Profile) -> CliResult<Self> {
-        let text = settings.url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| {
-            CliError::usage("no broker URL given")
-                .with_hint("pass --url, set OSB_URL, or save a profile with `osb profile save`")
-        })?;
+        let text = settings
+            .url
+            .as_deref()
+            .filter(|url| !url.is_empty())
+            .ok_or_else(|| {
+                CliError::usage("no broker URL given")
+                    .with_hint("pass --url, set OSB_URL, or save a profile with `osb profile save`")
+            })?;
         let url = parse_broker_url(text)?;
         let api_version = settings
             .api_version
@@ -255,7 +262,7 @@ impl Target {
         })
     }
 
-    /// The URL as the local record stores it.
+    /// Returns the URL as the local record stores it.
     pub fn record_key(&self) -> String {
         self.url.as_str().trim_end_matches('/').to_owned()
     }
@@ -273,8 +280,10 @@ fn parse_broker_url(text: &str) -> CliResult<Url> {
     }
     // The clear text would end up in messages, so credentials have their own flags.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(CliError::usage("the broker URL must not contain a user or password")
-            .with_hint("pass them with --user and --password"));
+        return Err(
+            CliError::usage("the broker URL must not contain a user or password")
+                .with_hint("pass them with --user and --password"),
+        );
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(CliError::usage(format!(
@@ -309,7 +318,7 @@ mod tests {
 
     #[test]
     fn secret_hidden_in_debug_and_display() {
-        let secret = Secret::new("hunter2");
+        let secret = Secret::from_str("hunter2").unwrap();
         assert_eq!(format!("{secret:?}"), "***");
         assert_eq!(format!("{secret}"), "***");
         let profile = Profile {
@@ -338,13 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn empty_flag_values_count_as_unset() {
+        let saved = profile_with_url("http://127.0.0.1:1");
+        let target = TargetArgs {
+            url: Some(String::new()),
+            ..TargetArgs::default()
+        };
+        let merged = saved.overlaid_with(&target, &PlatformArgs::default());
+        assert_eq!(merged.url.as_deref(), Some("http://127.0.0.1:1"));
+    }
+
+    #[test]
     fn named_profile_selected_over_current() {
         let mut config = ConfigFile {
             current: Some("a".into()),
             ..ConfigFile::default()
         };
-        config.profiles.insert("a".into(), profile_with_url("http://127.0.0.1:1"));
-        config.profiles.insert("b".into(), profile_with_url("http://127.0.0.1:2"));
+        config
+            .profiles
+            .insert("a".into(), profile_with_url("http://127.0.0.1:1"));
+        config
+            .profiles
+            .insert("b".into(), profile_with_url("http://127.0.0.1:2"));
         let args = TargetArgs {
             profile: Some("b".into()),
             ..TargetArgs::default()
@@ -352,7 +376,8 @@ mod tests {
         let merged = resolve_settings(&config, &args, &PlatformArgs::default()).unwrap();
         assert_eq!(merged.url.as_deref(), Some("http://127.0.0.1:2"));
 
-        let merged = resolve_settings(&config, &TargetArgs::default(), &PlatformArgs::default()).unwrap();
+        let merged =
+            resolve_settings(&config, &TargetArgs::default(), &PlatformArgs::default()).unwrap();
         assert_eq!(merged.url.as_deref(), Some("http://127.0.0.1:1"));
     }
 
@@ -362,14 +387,16 @@ mod tests {
             profile: Some("missing".into()),
             ..TargetArgs::default()
         };
-        let error = resolve_settings(&ConfigFile::default(), &args, &PlatformArgs::default()).unwrap_err();
+        let error =
+            resolve_settings(&ConfigFile::default(), &args, &PlatformArgs::default()).unwrap_err();
         assert_eq!(error.exit_code(), 2);
         assert!(error.message.contains("missing"));
     }
 
     #[test]
     fn url_with_password_rejected_without_echo() {
-        let error = Target::from_settings(&profile_with_url("http://admin:hunter2@127.0.0.1:1")).unwrap_err();
+        let error = Target::from_settings(&profile_with_url("http://admin:hunter2@127.0.0.1:1"))
+            .unwrap_err();
         assert!(!error.message.contains("hunter2"));
         assert!(Target::from_settings(&profile_with_url("ftp://127.0.0.1")).is_err());
         assert!(Target::from_settings(&Profile::default()).is_err());
@@ -392,7 +419,7 @@ mod tests {
             ..ConfigFile::default()
         };
         let mut profile = profile_with_url("http://127.0.0.1:8080");
-        profile.password = Some(Secret::new("pw"));
+        profile.password = Some(Secret::from_str("pw").unwrap());
         profile.platform = Some(PlatformKind::Kubernetes);
         config.profiles.insert("local".into(), profile);
         let text = serde_yaml::to_string(&config).unwrap();

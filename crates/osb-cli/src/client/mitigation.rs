@@ -2,7 +2,7 @@
 //! cannot be sure was created, and retrying the delete until the broker
 //! confirms it (200, 410 Gone, or a 202 whose operation succeeds).
 //!
-//! The callers decide when mitigation runs. The specification asks for it
+//! The callers decide when mitigation runs. The specification requires it
 //! after a provision or bind that timed out, answered 5xx, answered a 2xx
 //! other than 200/201/202, answered 201/202 with a malformed body, or whose
 //! operation failed; never after a ConcurrencyError, a 4xx, a 200 or any
@@ -17,7 +17,7 @@ use super::progress::Progress;
 use super::{BrokerClient, BrokerRequest, Deadline, Resource};
 use crate::platform::PlatformKind;
 
-/// Most delete attempts, ConcurrencyError answers included.
+/// Maximum delete attempts, ConcurrencyError responses included.
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Time allowed for all attempts together, polling included.
 pub const TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -35,7 +35,11 @@ pub struct Orphan {
 impl BrokerClient {
     /// Deletes the orphan, retrying up to `MAX_ATTEMPTS` times within
     /// `TIME_LIMIT`. Returns the last problem when the broker never confirmed.
-    pub async fn mitigate_orphan(&self, orphan: &Orphan, progress: &Progress) -> Result<(), String> {
+    pub async fn mitigate_orphan(
+        &self,
+        orphan: &Orphan,
+        progress: &Progress,
+    ) -> Result<(), String> {
         let deadline = Deadline::after(TIME_LIMIT);
         let label = format!("orphan mitigation of {}", orphan.resource.describe());
         let mut backoff = FIRST_BACKOFF;
@@ -53,7 +57,9 @@ impl BrokerClient {
                 .identity_platform(orphan.identity_platform);
 
             match self.send_raw(&request, self.timeout_within(deadline)).await {
-                Ok(response) if response.status == StatusCode::OK || response.status == StatusCode::GONE => {
+                Ok(response)
+                    if response.status == StatusCode::OK || response.status == StatusCode::GONE =>
+                {
                     return Ok(());
                 }
                 Ok(response) if response.status == StatusCode::ACCEPTED => {
@@ -68,8 +74,11 @@ impl BrokerClient {
                         deleting: true,
                         identity_platform: orphan.identity_platform,
                     };
-                    match self.poll_last_operation(&poll, deadline, progress, &label).await {
-                        PollOutcome::Succeeded(_) | PollOutcome::Gone => return Ok(()),
+                    match self
+                        .poll_last_operation(&poll, deadline, progress, &label)
+                        .await
+                    {
+                        PollOutcome::Succeeded | PollOutcome::Gone => return Ok(()),
                         PollOutcome::Failed(body) => {
                             last_problem = format!(
                                 "the delete failed: {}",
@@ -79,7 +88,11 @@ impl BrokerClient {
                         PollOutcome::Unknown { reason } => last_problem = reason,
                     }
                 }
-                Ok(response) if response.status.is_client_error() && response.error_code().as_deref() != Some(osbkit_types::error_codes::CONCURRENCY_ERROR) => {
+                Ok(response)
+                    if response.status.is_client_error()
+                        && response.error_code().as_deref()
+                            != Some(osbkit_types::error_codes::CONCURRENCY_ERROR) =>
+                {
                     // The broker rejects this delete and will keep rejecting it.
                     return Err(response.into_broker_error().to_string());
                 }

@@ -1,5 +1,5 @@
 //! The HTTP client of the platform side: every request carries the OSB
-//! headers and HTTP Basic authentication, and every answer can be read raw
+//! headers and HTTP Basic authentication, and every response can be read raw
 //! (status, headers, body) or decoded into the wire types.
 //!
 //! The platform duties built on top are in submodules: polling
@@ -33,8 +33,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// An instance or a binding at the broker, for building paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
-    Instance { instance_id: String },
-    Binding { instance_id: String, binding_id: String },
+    Instance {
+        instance_id: String,
+    },
+    Binding {
+        instance_id: String,
+        binding_id: String,
+    },
 }
 
 impl Resource {
@@ -51,7 +56,7 @@ impl Resource {
         }
     }
 
-    /// The path segments after the base URL: `v2/service_instances/:id[/service_bindings/:id]`.
+    /// Returns the path segments after the base URL: `v2/service_instances/:id[/service_bindings/:id]`.
     pub fn path(&self) -> Vec<String> {
         match self {
             Resource::Instance { instance_id } => {
@@ -70,7 +75,7 @@ impl Resource {
         }
     }
 
-    /// The path of this resource's `last_operation` endpoint.
+    /// Returns the path of this resource's `last_operation` endpoint.
     pub fn last_operation_path(&self) -> Vec<String> {
         let mut path = self.path();
         path.push("last_operation".into());
@@ -125,7 +130,7 @@ impl BrokerRequest {
     }
 }
 
-/// A broker's answer as received.
+/// A broker's response as received.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: StatusCode,
@@ -141,7 +146,7 @@ impl RawResponse {
         serde_json::from_slice(&self.body).ok()
     }
 
-    /// The error body, or an empty one when the body is not an OSB error object.
+    /// Decodes the error body, or returns an empty one when the body is not an OSB error object.
     pub fn error_body(&self) -> ErrorBody {
         self.json().unwrap_or_default()
     }
@@ -151,7 +156,7 @@ impl RawResponse {
         self.error_body().error
     }
 
-    /// Turns an unexpected answer into an error that names status, code and description.
+    /// Turns an unexpected response into an error that names status, code and description.
     pub fn into_broker_error(self) -> BrokerError {
         BrokerError {
             status: self.status,
@@ -205,20 +210,20 @@ impl BrokerError {
         self.body.error.as_deref()
     }
 
-    /// A hint for the error codes and statuses whose fix is known.
+    /// Returns a hint for the error codes and statuses whose fix is known.
     pub fn hint(&self) -> Option<&'static str> {
         use osbkit_types::error_codes::*;
         match (self.status.as_u16(), self.code()) {
             (_, Some(ASYNC_REQUIRED)) => {
                 Some("the broker only works asynchronously: leave out --prefer-sync")
             }
-            (_, Some(CONCURRENCY_ERROR)) => Some(
-                "another operation is in progress on this resource: wait for it and try again",
-            ),
-            (_, Some(REQUIRES_APP)) => Some("this plan binds to an application: pass --app GUID"),
-            (_, Some(MAINTENANCE_INFO_CONFLICT)) => {
-                Some("the plan's maintenance_info changed: run `osb catalog` and `osb upgrade NAME`")
+            (_, Some(CONCURRENCY_ERROR)) => {
+                Some("another operation is in progress on this resource: wait for it and try again")
             }
+            (_, Some(REQUIRES_APP)) => Some("this plan binds to an application: pass --app GUID"),
+            (_, Some(MAINTENANCE_INFO_CONFLICT)) => Some(
+                "the plan's maintenance_info changed: run `osb catalog` and `osb upgrade NAME`",
+            ),
             (401, _) => Some("check --user and --password (or OSB_USER and OSB_PASSWORD)"),
             (412, _) => Some("the broker does not support this API version: check --api-version"),
             _ => None,
@@ -239,6 +244,9 @@ impl fmt::Display for BrokerError {
         }
         if let Some(description) = &self.body.description {
             write!(f, ": {description}")?;
+            if description.contains(&self.request_identity) {
+                return Ok(());
+            }
         }
         write!(f, " (request identity {})", self.request_identity)
     }
@@ -271,7 +279,7 @@ impl Deadline {
         self.remaining().is_zero()
     }
 
-    /// The earlier of two deadlines.
+    /// Returns the earlier of two deadlines.
     pub fn min(self, other: Deadline) -> Deadline {
         Deadline(self.0.min(other.0))
     }
@@ -287,14 +295,20 @@ pub struct BrokerClient {
 }
 
 impl BrokerClient {
-    pub fn new(target: Target, platform: PlatformSettings, request_timeout: Duration) -> CliResult<Self> {
+    pub fn new(
+        target: Target,
+        platform: PlatformSettings,
+        request_timeout: Duration,
+    ) -> CliResult<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("osb/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             // A redirect could carry the Authorization header to another host.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|error| CliError::usage(format!("could not set up the HTTP client: {error}")))?;
+            .map_err(|error| {
+                CliError::usage(format!("could not set up the HTTP client: {error}"))
+            })?;
         Ok(Self {
             http,
             target,
@@ -311,9 +325,11 @@ impl BrokerClient {
         &self.platform
     }
 
-    /// The request timeout, shortened so the request ends by the deadline.
+    /// Returns the request timeout, shortened so the request ends by the deadline.
     pub fn timeout_within(&self, deadline: Deadline) -> Duration {
-        self.request_timeout.min(deadline.remaining()).max(Duration::from_millis(1))
+        self.request_timeout
+            .min(deadline.remaining())
+            .max(Duration::from_millis(1))
     }
 
     /// Builds the full URL of a path, percent-encoding each segment.
@@ -330,7 +346,11 @@ impl BrokerClient {
     /// Every request carries `X-Broker-API-Version`, a fresh
     /// `X-Broker-API-Request-Identity`, the originating identity and HTTP Basic
     /// authentication when a user is set. Nothing is retried here.
-    pub async fn send_raw(&self, request: &BrokerRequest, timeout: Duration) -> Result<RawResponse, TransportError> {
+    pub async fn send_raw(
+        &self,
+        request: &BrokerRequest,
+        timeout: Duration,
+    ) -> Result<RawResponse, TransportError> {
         let url = self.url_for(&request.path);
         let request_identity = Uuid::new_v4().to_string();
         let identity_platform = request.identity_platform.unwrap_or(self.platform.kind);
@@ -387,7 +407,9 @@ impl BrokerClient {
         let request = BrokerRequest::new(Method::GET, vec!["v2".into(), "catalog".into()]);
         let response = self.send(&request).await?;
         if response.status != StatusCode::OK {
-            return Err(CliError::from(response.into_broker_error()).context("could not fetch the catalog"));
+            return Err(
+                CliError::from(response.into_broker_error()).context("could not fetch the catalog")
+            );
         }
         serde_json::from_slice(&response.body).map_err(|error| {
             CliError::failed(format!("could not read the catalog: invalid JSON: {error}"))
@@ -418,7 +440,7 @@ impl BrokerClient {
     }
 }
 
-/// Why a `GET` on an instance or binding failed.
+/// The failure of a `GET` on an instance or binding.
 #[derive(Debug)]
 pub enum FetchError {
     Transport(TransportError),
@@ -432,7 +454,9 @@ impl From<FetchError> for CliError {
         match error {
             FetchError::Transport(error) => error.into(),
             FetchError::Broker(error) => error.into(),
-            FetchError::Malformed => CliError::failed("broker answered 200 with a body that is not a JSON object"),
+            FetchError::Malformed => {
+                CliError::failed("broker answered 200 with a body that is not a JSON object")
+            }
         }
     }
 }
@@ -508,6 +532,9 @@ mod tests {
             body: ErrorBody::default(),
             request_identity: "r2".into(),
         };
-        assert_eq!(error.to_string(), "broker answered 502 Bad Gateway (request identity r2)");
+        assert_eq!(
+            error.to_string(),
+            "broker answered 502 Bad Gateway (request identity r2)"
+        );
     }
 }

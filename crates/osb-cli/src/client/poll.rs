@@ -2,7 +2,7 @@
 //!
 //! The platform polls until `state` is `succeeded` or `failed`, sends the
 //! broker's `operation` token and the `service_id` and `plan_id` hints on
-//! every poll, waits as long as `Retry-After` asks, and gives up at the
+//! every poll, waits as long as `Retry-After` requests, and gives up at the
 //! deadline (the plan's `maximum_polling_duration` or `--timeout`), which
 //! counts as a failure. Invalid answers are polled through, as the
 //! specification asks, except those that cannot heal (400, 401, 403, 412).
@@ -20,12 +20,12 @@ use crate::platform::PlatformKind;
 
 /// First wait between polls; it grows by half after each poll.
 const FIRST_INTERVAL: Duration = Duration::from_millis(300);
-/// Longest wait between polls unless the broker asks for more with Retry-After.
+/// Longest wait between polls unless the broker requests more with Retry-After.
 const MAX_INTERVAL: Duration = Duration::from_secs(15);
 /// Upper bound on the number of polls, whatever the deadline.
 const MAX_POLLS: u32 = 10_000;
 
-/// What to poll.
+/// The resource and operation to poll.
 #[derive(Debug, Clone)]
 pub struct PollRequest {
     pub resource: Resource,
@@ -39,21 +39,29 @@ pub struct PollRequest {
     pub identity_platform: PlatformKind,
 }
 
-/// How polling ended.
+/// The end of polling.
 #[derive(Debug, Clone)]
 pub enum PollOutcome {
-    Succeeded(LastOperationResponse),
+    Succeeded,
     Failed(LastOperationResponse),
     /// 410 Gone while polling a delete: the resource no longer exists.
     Gone,
-    /// No final state by the deadline, or an answer that cannot change by
+    /// No final state by the deadline, or a response that cannot change by
     /// polling again. The operation counts as failed, and its real state is unknown.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 impl BrokerClient {
     /// Polls `last_operation` until a final state, 410 on a delete, or the deadline.
-    pub async fn poll_last_operation(&self, poll: &PollRequest, deadline: Deadline, progress: &Progress, label: &str) -> PollOutcome {
+    pub async fn poll_last_operation(
+        &self,
+        poll: &PollRequest,
+        deadline: Deadline,
+        progress: &Progress,
+        label: &str,
+    ) -> PollOutcome {
         let mut interval = FIRST_INTERVAL;
         let mut last_problem = String::from("the operation was still in progress");
 
@@ -99,7 +107,11 @@ impl BrokerClient {
             .query("service_id", &poll.service_id)
             .query("plan_id", &poll.plan_id)
             .identity_platform(poll.identity_platform);
-        if let Some(operation) = poll.operation.as_ref().filter(|operation| !operation.is_empty()) {
+        if let Some(operation) = poll
+            .operation
+            .as_ref()
+            .filter(|operation| !operation.is_empty())
+        {
             request = request.query("operation", operation);
         }
         request
@@ -109,9 +121,9 @@ impl BrokerClient {
 enum PollAnswer {
     Final(PollOutcome),
     InProgress(Option<String>),
-    /// An answer the specification says to poll through.
+    /// A response the specification requires polling through.
     Invalid(String),
-    /// An answer that polling again cannot change.
+    /// A response that polling again cannot change.
     Fatal(String),
 }
 
@@ -119,17 +131,24 @@ fn read_poll_answer(response: &RawResponse, deleting: bool) -> PollAnswer {
     match response.status {
         StatusCode::OK => match response.json::<LastOperationResponse>() {
             Some(body) => match body.state {
-                OperationState::Succeeded => PollAnswer::Final(PollOutcome::Succeeded(body)),
+                OperationState::Succeeded => PollAnswer::Final(PollOutcome::Succeeded),
                 OperationState::Failed => PollAnswer::Final(PollOutcome::Failed(body)),
                 OperationState::InProgress => PollAnswer::InProgress(body.description),
             },
             None => PollAnswer::Invalid("last_operation answered 200 with an invalid body".into()),
         },
         StatusCode::GONE if deleting => PollAnswer::Final(PollOutcome::Gone),
-        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PRECONDITION_FAILED => {
-            PollAnswer::Fatal(format!("last_operation: {}", response.clone().into_broker_error()))
-        }
-        _ => PollAnswer::Invalid(format!("last_operation: {}", response.clone().into_broker_error())),
+        StatusCode::BAD_REQUEST
+        | StatusCode::UNAUTHORIZED
+        | StatusCode::FORBIDDEN
+        | StatusCode::PRECONDITION_FAILED => PollAnswer::Fatal(format!(
+            "last_operation: {}",
+            response.clone().into_broker_error()
+        )),
+        _ => PollAnswer::Invalid(format!(
+            "last_operation: {}",
+            response.clone().into_broker_error()
+        )),
     }
 }
 
@@ -140,7 +159,9 @@ fn retry_after(response: &RawResponse) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let at = parse_http_date(value)?;
-    Some(Duration::from_secs(at.saturating_sub(now_unix()).max(0) as u64))
+    Some(Duration::from_secs(
+        at.saturating_sub(now_unix()).max(0) as u64
+    ))
 }
 
 #[cfg(test)]
@@ -163,7 +184,10 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_read() {
-        assert_eq!(retry_after(&response(200, "", Some("7"))), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&response(200, "", Some("7"))),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(retry_after(&response(200, "", None)), None);
         assert_eq!(retry_after(&response(200, "", Some("soon"))), None);
     }
@@ -176,13 +200,22 @@ mod tests {
 
     #[test]
     fn gone_final_only_when_deleting() {
-        assert!(matches!(read_poll_answer(&response(410, "{}", None), true), PollAnswer::Final(PollOutcome::Gone)));
-        assert!(matches!(read_poll_answer(&response(410, "{}", None), false), PollAnswer::Invalid(_)));
+        assert!(matches!(
+            read_poll_answer(&response(410, "{}", None), true),
+            PollAnswer::Final(PollOutcome::Gone)
+        ));
+        assert!(matches!(
+            read_poll_answer(&response(410, "{}", None), false),
+            PollAnswer::Invalid(_)
+        ));
     }
 
     #[test]
     fn states_map_to_outcomes() {
-        let failed = read_poll_answer(&response(200, r#"{"state":"failed","description":"x"}"#, None), false);
+        let failed = read_poll_answer(
+            &response(200, r#"{"state":"failed","description":"x"}"#, None),
+            false,
+        );
         assert!(matches!(failed, PollAnswer::Final(PollOutcome::Failed(_))));
         let running = read_poll_answer(&response(200, r#"{"state":"in progress"}"#, None), false);
         assert!(matches!(running, PollAnswer::InProgress(None)));

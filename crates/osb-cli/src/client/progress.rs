@@ -41,6 +41,15 @@ impl Progress {
         }
     }
 
+    /// Prints `osb: TEXT` on its own line; the spinner redraws below it.
+    pub fn note(&self, text: &str) {
+        let mut stderr = std::io::stderr().lock();
+        if self.task.is_some() {
+            let _ = write!(stderr, "\r\x1b[K");
+        }
+        let _ = writeln!(stderr, "osb: {text}");
+    }
+
     /// Stops drawing and clears the line.
     pub fn finish(&mut self) {
         if let Some(task) = self.task.take() {

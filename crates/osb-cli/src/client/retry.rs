@@ -1,5 +1,5 @@
 //! Sending a mutating request (PUT, PATCH, DELETE) with the retries the
-//! specification asks of a platform: after 422 AsyncRequired, again with
+//! specification requires of a platform: after 422 AsyncRequired, again with
 //! `accepts_incomplete=true`; after 422 ConcurrencyError, again once the
 //! other operation had time to finish. Both are bounded in count and time.
 
@@ -19,8 +19,8 @@ const MAX_CONCURRENCY_WAIT: Duration = Duration::from_secs(15);
 
 impl BrokerClient {
     /// Sends the request built by `build(accepts_incomplete)` and returns the
-    /// last answer. A ConcurrencyError answer is returned once the attempts
-    /// or the time run out.
+    /// last response. A ConcurrencyError response is returned once the
+    /// attempts or the time run out.
     pub async fn send_mutation<F>(
         &self,
         build: F,
@@ -37,7 +37,9 @@ impl BrokerClient {
         let mut attempt = 1;
         loop {
             let request = build(accepts_incomplete);
-            let response = self.send_raw(&request, self.timeout_within(deadline)).await?;
+            let response = self
+                .send_raw(&request, self.timeout_within(deadline))
+                .await?;
             if attempt >= MAX_ATTEMPTS || response.status != StatusCode::UNPROCESSABLE_ENTITY {
                 return Ok(response);
             }
@@ -46,7 +48,9 @@ impl BrokerClient {
                     accepts_incomplete = true;
                 }
                 Some(CONCURRENCY_ERROR) if deadline.remaining() > concurrency_wait => {
-                    progress.set(format!("{label}: waiting for another operation on it to finish"));
+                    progress.set(format!(
+                        "{label}: waiting for another operation on it to finish"
+                    ));
                     tokio::time::sleep(concurrency_wait).await;
                     concurrency_wait = (concurrency_wait * 2).min(MAX_CONCURRENCY_WAIT);
                 }

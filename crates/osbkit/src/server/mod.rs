@@ -64,6 +64,7 @@ pub(crate) fn router(broker: Broker) -> Router {
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(run_to_completion))
         .layer(middleware::from_fn(check_version))
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .with_state(broker.clone());
@@ -151,6 +152,26 @@ fn log_response(response: &Response, latency: std::time::Duration, _span: &traci
         tracing::error!(status, latency_us = micros, "request failed");
     } else {
         tracing::debug!(status, latency_us = micros, "request finished");
+    }
+}
+
+/// Runs the request in a task of its own, so that it finishes, and its
+/// operation is stored, even when the client disconnects first. A panic
+/// becomes a 500 with an OSB body instead of a dropped connection.
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    let request_identity = request
+        .extensions()
+        .get::<RequestIdentity>()
+        .map(|identity| identity.0.clone())
+        .unwrap_or_default();
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(next.run(request), span));
+    match task.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(error = %error, "request handler panicked");
+            BrokerError::Internal { request_identity }.into_response()
+        }
     }
 }
 
