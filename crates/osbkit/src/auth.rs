@@ -170,7 +170,8 @@ mod tests {
     use super::*;
 
     fn basic(user: &str, password: &str) -> Vec<u8> {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         format!("Basic {encoded}").into_bytes()
     }
 

@@ -193,7 +193,9 @@ fn compile_schema(schema: &Value, field: &str, problems: &mut Vec<String>) -> Op
             "{field}: the schema has no \"$schema\" key; add one such as \"http://json-schema.org/draft-07/schema#\""
         ));
     }
-    let size = serde_json::to_vec(schema).map(|bytes| bytes.len()).unwrap_or(0);
+    let size = serde_json::to_vec(schema)
+        .map(|bytes| bytes.len())
+        .unwrap_or(0);
     if size > MAX_SCHEMA_BYTES {
         problems.push(format!(
             "{field}: the schema is {size} bytes; the specification allows at most {MAX_SCHEMA_BYTES}"
@@ -284,9 +286,13 @@ fn check_catalog(catalog: &Catalog, problems: &mut Vec<String>) {
 
 fn check_id(id: &str, path: &str, seen: &mut HashSet<String>, problems: &mut Vec<String>) {
     if id.trim().is_empty() {
-        problems.push(format!("{path}.id: must not be empty; a GUID is recommended"));
+        problems.push(format!(
+            "{path}.id: must not be empty; a GUID is recommended"
+        ));
     } else if !seen.insert(id.to_owned()) {
-        problems.push(format!("{path}.id: {id:?} is used twice; ids must be unique"));
+        problems.push(format!(
+            "{path}.id: {id:?} is used twice; ids must be unique"
+        ));
     }
 }
 
@@ -301,7 +307,9 @@ fn check_name(name: &str, path: &str, seen: &mut HashSet<String>, problems: &mut
         ));
     }
     if !seen.insert(name.to_owned()) {
-        problems.push(format!("{path}.name: {name:?} is used twice; names must be unique"));
+        problems.push(format!(
+            "{path}.name: {name:?} is used twice; names must be unique"
+        ));
     }
 }
 
@@ -353,9 +361,7 @@ pub fn is_semver(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use osbkit_types::{
-        InputParametersSchema, MaintenanceInfo, Schemas, ServiceInstanceSchemas,
-    };
+    use osbkit_types::{InputParametersSchema, MaintenanceInfo, Schemas, ServiceInstanceSchemas};
     use serde_json::json;
 
     fn offering(id: &str, name: &str, plans: Vec<ServicePlan>) -> ServiceOffering {
@@ -402,8 +408,12 @@ mod tests {
         let problems = CatalogIndex::new(catalog).err().unwrap();
         assert!(problems.iter().any(|p| p.starts_with("services[1].id")));
         assert!(problems.iter().any(|p| p.starts_with("services[1].name")));
-        assert!(problems.iter().any(|p| p.starts_with("services[1].plans[0].id")));
-        assert!(problems.iter().any(|p| p.starts_with("services[1].plans[1].name")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("services[1].plans[0].id")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("services[1].plans[1].name")));
     }
 
     #[test]
@@ -449,7 +459,9 @@ mod tests {
         };
         let problems = CatalogIndex::new(catalog).err().unwrap();
         assert!(problems.iter().any(|p| p.contains("\"$schema\"")));
-        assert!(problems.iter().any(|p| p.contains("points outside the schema")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("points outside the schema")));
     }
 
     #[test]
@@ -461,14 +473,20 @@ mod tests {
             "additionalProperties": false
         });
         let catalog = Catalog {
-            services: vec![offering("s1", "db", vec![with_schema(plan("p1", "small"), schema)])],
+            services: vec![offering(
+                "s1",
+                "db",
+                vec![with_schema(plan("p1", "small"), schema)],
+            )],
         };
         let index = CatalogIndex::new(catalog).unwrap();
         let entry = index.plan("s1", "p1").unwrap();
 
         let mut parameters = JsonObject::new();
         parameters.insert("size".to_owned(), json!(987654));
-        let error = entry.validate(SchemaUse::Provision, &parameters).unwrap_err();
+        let error = entry
+            .validate(SchemaUse::Provision, &parameters)
+            .unwrap_err();
         assert!(error.contains("parameters.size"), "{error}");
         assert!(!error.contains("987654"), "{error}");
 

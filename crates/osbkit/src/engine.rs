@@ -20,7 +20,7 @@ use crate::backend::{
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::identity::OriginatingIdentity;
-use crate::store::{now, Completion, OperationRecord, StoredJob, Store, StoreError};
+use crate::store::{now, Completion, OperationRecord, Store, StoreError, StoredJob};
 
 /// Length of operation tokens: 20 alphanumerics carry 119 bits.
 const OPERATION_TOKEN_LENGTH: usize = 20;
@@ -89,7 +89,9 @@ pub(crate) async fn run_now(
 
     match result {
         Ok(success) => Ok(success),
-        Err(Failure::Backend(error)) => Err(to_broker_error(operation.kind, error, request_identity)),
+        Err(Failure::Backend(error)) => {
+            Err(to_broker_error(operation.kind, error, request_identity))
+        }
         Err(Failure::Broker(_)) => Err(BrokerError::Internal { request_identity }),
     }
 }
@@ -150,11 +152,15 @@ pub(crate) async fn expire(broker: &Broker, operation: &OperationRecord) {
     match broker.inner.store.finish(&operation.id, &completion).await {
         Ok(true) => warn!(operation = %operation.id, "operation failed: past its deadline"),
         Ok(false) => {}
-        Err(error) => error!(operation = %operation.id, error = %error, "could not fail an overdue operation"),
+        Err(error) => {
+            error!(operation = %operation.id, error = %error, "could not fail an overdue operation")
+        }
     }
 }
 
 /// Resumes or fails every operation that was in progress at the last stop.
+// TODO: with a store shared by several replicas, each replica would resume
+// every operation; operations need a lease per worker before such a store.
 pub(crate) async fn resume(broker: &Broker) -> Result<usize, StoreError> {
     let operations = broker.inner.store.operations_in_progress().await?;
     for operation in &operations {
@@ -180,14 +186,24 @@ pub(crate) async fn resume(broker: &Broker) -> Result<usize, StoreError> {
             instance_usable: usable_flag(operation.kind),
             update_repeatable: repeatable_flag(operation.kind),
         };
-        broker.inner.store.finish(&operation.id, &completion).await?;
+        broker
+            .inner
+            .store
+            .finish(&operation.id, &completion)
+            .await?;
     }
     Ok(operations.len())
 }
 
-async fn plan_of(store: &dyn Store, operation: &OperationRecord) -> Result<Option<String>, StoreError> {
+async fn plan_of(
+    store: &dyn Store,
+    operation: &OperationRecord,
+) -> Result<Option<String>, StoreError> {
     if let Some(binding_id) = &operation.binding_id {
-        return Ok(store.binding(binding_id).await?.map(|binding| binding.plan_id));
+        return Ok(store
+            .binding(binding_id)
+            .await?
+            .map(|binding| binding.plan_id));
     }
     Ok(store
         .instance(&operation.instance_id)
@@ -205,9 +221,11 @@ fn repeatable_flag(kind: OperationKind) -> Option<bool> {
 
 fn job_context(operation: &OperationRecord) -> JobContext {
     JobContext {
-        originating_identity: operation.job.originating_identity.clone().map(
-            |(platform, value)| OriginatingIdentity { platform, value },
-        ),
+        originating_identity: operation
+            .job
+            .originating_identity
+            .clone()
+            .map(|(platform, value)| OriginatingIdentity { platform, value }),
         request_identity: operation.job.request_identity.clone().unwrap_or_default(),
         operation: operation.id.clone(),
     }
@@ -217,7 +235,11 @@ fn job_context(operation: &OperationRecord) -> JobContext {
 async fn execute(broker: &Broker, operation: &OperationRecord) -> Result<Success, Failure> {
     let store = broker.inner.store.as_ref();
     let backend = broker.inner.backend.as_ref();
-    let missing = |what: &str| Failure::Broker(format!("the {what} record disappeared during the operation"));
+    let missing = |what: &str| {
+        Failure::Broker(format!(
+            "the {what} record disappeared during the operation"
+        ))
+    };
     let store_failed = |error: StoreError| Failure::Broker(error.to_string());
 
     let instance = store
@@ -247,7 +269,10 @@ async fn execute(broker: &Broker, operation: &OperationRecord) -> Result<Success
         }
         OperationKind::Update => {
             let stored = &operation.job;
-            let plan_id = stored.plan_id.clone().unwrap_or_else(|| instance.plan_id.clone());
+            let plan_id = stored
+                .plan_id
+                .clone()
+                .unwrap_or_else(|| instance.plan_id.clone());
             let parameters = stored.parameters.clone().unwrap_or_default();
             // A change of context alone needs nothing from the service.
             if plan_id == instance.plan_id
@@ -277,7 +302,10 @@ async fn execute(broker: &Broker, operation: &OperationRecord) -> Result<Success
             })
         }
         OperationKind::Deprovision => {
-            let binding_ids = store.binding_ids(&instance.id).await.map_err(store_failed)?;
+            let binding_ids = store
+                .binding_ids(&instance.id)
+                .await
+                .map_err(store_failed)?;
             let job = DeprovisionJob {
                 context,
                 instance_id: instance.id,
@@ -390,7 +418,11 @@ fn completion_for(
 }
 
 /// Maps a backend's error to the response to a synchronous request.
-fn to_broker_error(kind: OperationKind, error: BackendError, request_identity: String) -> BrokerError {
+fn to_broker_error(
+    kind: OperationKind,
+    error: BackendError,
+    request_identity: String,
+) -> BrokerError {
     match error {
         BackendError::InvalidParameters(text) => BrokerError::BadRequest(text),
         BackendError::Unprocessable(text) => BrokerError::Unprocessable {

@@ -119,7 +119,10 @@ mod tests {
         let partial = format!("kubernetes {}", encode(r#"{"username":"duke","uid":"c2"}"#));
         assert!(matches!(
             OriginatingIdentity::parse(&partial),
-            Err(IdentityError::MissingProperty { property: "groups", .. })
+            Err(IdentityError::MissingProperty {
+                property: "groups",
+                ..
+            })
         ));
 
         let whole = format!(
@@ -131,15 +134,27 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_rejected() {
-        assert_eq!(OriginatingIdentity::parse("cloudfoundry"), Err(IdentityError::Shape));
-        assert_eq!(OriginatingIdentity::parse("cloudfoundry %%%"), Err(IdentityError::Base64));
+        assert_eq!(
+            OriginatingIdentity::parse("cloudfoundry"),
+            Err(IdentityError::Shape)
+        );
+        assert_eq!(
+            OriginatingIdentity::parse("cloudfoundry %%%"),
+            Err(IdentityError::Base64)
+        );
         let array = format!("cloudfoundry {}", encode("[1]"));
-        assert_eq!(OriginatingIdentity::parse(&array), Err(IdentityError::NotAnObject));
+        assert_eq!(
+            OriginatingIdentity::parse(&array),
+            Err(IdentityError::NotAnObject)
+        );
     }
 
     #[test]
     fn unknown_platform_passes_any_object() {
         let header = format!("myportal {}", encode(r#"{"who":"me"}"#));
-        assert_eq!(OriginatingIdentity::parse(&header).unwrap().platform, "myportal");
+        assert_eq!(
+            OriginatingIdentity::parse(&header).unwrap().platform,
+            "myportal"
+        );
     }
 }

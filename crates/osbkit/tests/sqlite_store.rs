@@ -269,6 +269,10 @@ async fn deprovision_removes_bindings_keeps_history() {
         "the delete stays readable for last_operation"
     );
     assert_eq!(latest.state, OperationState::Succeeded);
+    assert!(
+        store.operation("i1-provision").await.unwrap().is_none(),
+        "older operations of a deleted instance are dropped"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

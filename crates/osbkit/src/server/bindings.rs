@@ -26,7 +26,10 @@ pub(crate) async fn bind(
     OsbJson(request): OsbJson<BindRequest>,
 ) -> Result<Response, BrokerError> {
     let accepts_incomplete = query.accepts_incomplete()?;
-    require_non_empty(&[("service_id", &request.service_id), ("plan_id", &request.plan_id)])?;
+    require_non_empty(&[
+        ("service_id", &request.service_id),
+        ("plan_id", &request.plan_id),
+    ])?;
     let entry = plan_entry(&broker, &request.service_id, &request.plan_id)?;
     if !entry.bindable() {
         return Err(BrokerError::BadRequest(format!(
@@ -36,7 +39,11 @@ pub(crate) async fn bind(
     }
 
     let store = &broker.inner.store;
-    let Some(instance) = store.instance(&instance_id).await.map_err(internal(&caller))? else {
+    let Some(instance) = store
+        .instance(&instance_id)
+        .await
+        .map_err(internal(&caller))?
+    else {
         return Err(BrokerError::NotFound(format!(
             "service instance {instance_id:?} does not exist"
         )));
@@ -109,7 +116,11 @@ pub(crate) async fn bind(
                 }
                 (BindingState::BindFailed, None) => {
                     let retry = store
-                        .lock_binding(&operation, &[BindingState::BindFailed], BindingState::Binding)
+                        .lock_binding(
+                            &operation,
+                            &[BindingState::BindFailed],
+                            BindingState::Binding,
+                        )
                         .await
                         .map_err(internal(&caller))?;
                     if !matches!(retry, Locked::Acquired(_)) {
@@ -156,7 +167,10 @@ pub(crate) async fn fetch(
             "service binding {binding_id:?} does not exist on instance {instance_id:?}"
         )));
     };
-    if matches!(binding.state, BindingState::Binding | BindingState::BindFailed) {
+    if matches!(
+        binding.state,
+        BindingState::Binding | BindingState::BindFailed
+    ) {
         return Err(BrokerError::NotFound(format!(
             "service binding {binding_id:?} is not created (yet); poll last_operation"
         )));
@@ -250,7 +264,9 @@ async fn check_predecessor(
         .await
         .map_err(internal(caller))?;
     match found {
-        Some(binding) if binding.instance_id == instance_id && binding.state == BindingState::Ready => {
+        Some(binding)
+            if binding.instance_id == instance_id && binding.state == BindingState::Ready =>
+        {
             Ok(())
         }
         _ => Err(BrokerError::BadRequest(format!(

@@ -41,13 +41,15 @@ impl<T: DeserializeOwned> FromRequest<Broker> for OsbJson<T> {
         }
 
         let limit = broker.inner.body_limit;
-        let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                BrokerError::PayloadTooLarge(limit)
-            } else {
-                BrokerError::BadRequest("the request body could not be read".to_owned())
-            }
-        })?;
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    BrokerError::PayloadTooLarge(limit)
+                } else {
+                    BrokerError::BadRequest("the request body could not be read".to_owned())
+                }
+            })?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(BrokerError::BadRequest(
                 "the request body is missing: send a JSON object".to_owned(),

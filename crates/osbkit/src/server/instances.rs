@@ -38,7 +38,8 @@ pub(crate) async fn provision(
     entry
         .validate(SchemaUse::Provision, &parameters)
         .map_err(BrokerError::BadRequest)?;
-    let asynchronous = run_asynchronously(&broker, entry, OperationKind::Provision, accepts_incomplete)?;
+    let asynchronous =
+        run_asynchronously(&broker, entry, OperationKind::Provision, accepts_incomplete)?;
 
     let operation = engine::new_operation(
         OperationKind::Provision,
@@ -56,7 +57,11 @@ pub(crate) async fn provision(
         context: request.context.clone(),
         organization_guid: request.organization_guid.clone(),
         space_guid: request.space_guid.clone(),
-        maintenance_version: entry.plan.maintenance_info.as_ref().map(|m| m.version.clone()),
+        maintenance_version: entry
+            .plan
+            .maintenance_info
+            .as_ref()
+            .map(|m| m.version.clone()),
         provision_request: provision_attributes(&request),
         dashboard_url: None,
         metadata: None,
@@ -66,7 +71,11 @@ pub(crate) async fn provision(
     };
 
     let store = &broker.inner.store;
-    match store.create_instance(&instance, &operation).await.map_err(internal(&caller))? {
+    match store
+        .create_instance(&instance, &operation)
+        .await
+        .map_err(internal(&caller))?
+    {
         Created::Inserted => {}
         Created::Exists { existing, active } => {
             if existing.provision_request != instance.provision_request {
@@ -142,7 +151,11 @@ pub(crate) async fn fetch(
     query.optional("service_id")?;
     query.optional("plan_id")?;
     let store = &broker.inner.store;
-    let Some(instance) = store.instance(&instance_id).await.map_err(internal(&caller))? else {
+    let Some(instance) = store
+        .instance(&instance_id)
+        .await
+        .map_err(internal(&caller))?
+    else {
         return Err(not_found(&instance_id));
     };
 
@@ -188,7 +201,11 @@ pub(crate) async fn update(
         ));
     }
     let store = &broker.inner.store;
-    let Some(instance) = store.instance(&instance_id).await.map_err(internal(&caller))? else {
+    let Some(instance) = store
+        .instance(&instance_id)
+        .await
+        .map_err(internal(&caller))?
+    else {
         return Err(not_found(&instance_id));
     };
     if request.service_id != instance.service_id {
@@ -223,17 +240,26 @@ pub(crate) async fn update(
         // A plan change moves the instance to the new plan's version.
         .or_else(|| {
             plan_changes
-                .then(|| target.plan.maintenance_info.as_ref().map(|m| m.version.clone()))
+                .then(|| {
+                    target
+                        .plan
+                        .maintenance_info
+                        .as_ref()
+                        .map(|m| m.version.clone())
+                })
                 .flatten()
         });
     let parameters = request.parameters.clone().filter(|p| !p.is_empty());
-    let context = request.context.clone().filter(|c| Some(c) != instance.context.as_ref());
-    if !plan_changes && parameters.is_none() && context.is_none() && maintenance_version.is_none()
-    {
+    let context = request
+        .context
+        .clone()
+        .filter(|c| Some(c) != instance.context.as_ref());
+    if !plan_changes && parameters.is_none() && context.is_none() && maintenance_version.is_none() {
         return Ok(Json(json!({})).into_response());
     }
 
-    let asynchronous = run_asynchronously(&broker, target, OperationKind::Update, accepts_incomplete)?;
+    let asynchronous =
+        run_asynchronously(&broker, target, OperationKind::Update, accepts_incomplete)?;
     let mut job = stored_job(&caller);
     job.plan_id = plan_changes.then_some(target_plan_id);
     job.parameters = parameters;
@@ -249,7 +275,12 @@ pub(crate) async fn update(
     );
 
     let locked = store
-        .lock_instance(&operation, &[InstanceState::Ready], InstanceState::Ready, false)
+        .lock_instance(
+            &operation,
+            &[InstanceState::Ready],
+            InstanceState::Ready,
+            false,
+        )
         .await
         .map_err(internal(&caller))?;
     match locked {
@@ -263,15 +294,13 @@ pub(crate) async fn update(
             return Ok(accepted(&active.id));
         }
         Locked::Busy(_) => return Err(busy(&instance_id)),
-        Locked::WrongState(_) => {
-            return Err(BrokerError::Unprocessable {
-                description: format!(
-                    "service instance {instance_id:?} cannot be updated: its provision did not succeed"
-                ),
-                instance_usable: Some(false),
-                update_repeatable: Some(true),
-            })
-        }
+        Locked::WrongState(_) => return Err(BrokerError::Unprocessable {
+            description: format!(
+                "service instance {instance_id:?} cannot be updated: its provision did not succeed"
+            ),
+            instance_usable: Some(false),
+            update_repeatable: Some(true),
+        }),
     }
 
     if asynchronous {
@@ -312,14 +341,22 @@ pub(crate) async fn deprovision(
     let plan_id = query.required("plan_id")?;
 
     let store = &broker.inner.store;
-    let Some(instance) = store.instance(&instance_id).await.map_err(internal(&caller))? else {
+    let Some(instance) = store
+        .instance(&instance_id)
+        .await
+        .map_err(internal(&caller))?
+    else {
         return Err(gone(&instance_id));
     };
     // The instance's own plan decides, since the platform may send a stale one.
     let entry = plan_entry(&broker, &instance.service_id, &instance.plan_id)
         .or_else(|_| plan_entry(&broker, service_id, plan_id))?;
-    let asynchronous =
-        run_asynchronously(&broker, entry, OperationKind::Deprovision, accepts_incomplete)?;
+    let asynchronous = run_asynchronously(
+        &broker,
+        entry,
+        OperationKind::Deprovision,
+        accepts_incomplete,
+    )?;
 
     let operation = engine::new_operation(
         OperationKind::Deprovision,
@@ -341,9 +378,7 @@ pub(crate) async fn deprovision(
     match locked {
         Locked::Acquired(_) => {}
         Locked::NotFound => return Err(gone(&instance_id)),
-        Locked::Busy(active)
-            if active.kind == OperationKind::Deprovision && accepts_incomplete =>
-        {
+        Locked::Busy(active) if active.kind == OperationKind::Deprovision && accepts_incomplete => {
             return Ok(accepted(&active.id));
         }
         Locked::Busy(_) | Locked::WrongState(_) => return Err(busy(&instance_id)),
@@ -437,7 +472,11 @@ fn check_maintenance(
     let Some(requested) = requested else {
         return Ok(());
     };
-    let offered = entry.plan.maintenance_info.as_ref().map(|m| m.version.as_str());
+    let offered = entry
+        .plan
+        .maintenance_info
+        .as_ref()
+        .map(|m| m.version.as_str());
     if offered == Some(requested.version.as_str()) {
         return Ok(());
     }

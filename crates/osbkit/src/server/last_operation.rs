@@ -28,9 +28,13 @@ pub(crate) async fn instance(
         .await
         .map_err(internal(&caller))?
         .is_some();
-    respond(&broker, operation, exists, OperationKind::Deprovision, || {
-        format!("service instance {instance_id:?} does not exist")
-    })
+    respond(
+        &broker,
+        operation,
+        exists,
+        OperationKind::Deprovision,
+        || format!("service instance {instance_id:?} does not exist"),
+    )
     .await
 }
 

@@ -86,7 +86,10 @@ pub(crate) fn router(broker: Broker) -> Router {
 
 async fn catalog(State(broker): State<Broker>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         broker.inner.catalog.json(),
     )
         .into_response()
@@ -94,7 +97,11 @@ async fn catalog(State(broker): State<Broker>) -> Response {
 
 /// Tells a load balancer the process serves requests. It reveals nothing else.
 async fn health() -> Response {
-    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response()
 }
 
 async fn unknown_route() -> BrokerError {
@@ -119,7 +126,9 @@ async fn request_identity(mut request: Request, next: Next) -> Response {
 
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&identity) {
-        response.headers_mut().insert(REQUEST_IDENTITY_HEADER, value);
+        response
+            .headers_mut()
+            .insert(REQUEST_IDENTITY_HEADER, value);
     }
     response
 }

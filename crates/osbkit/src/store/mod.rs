@@ -249,7 +249,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Locked<BindingRecord>, StoreError>;
 
     /// Ends an operation that is still in progress, applies its effects and
-    /// releases its lock. Returns false, changing nothing, when the operation
+    /// releases its lock. Ended operations are kept, so that `last_operation`
+    /// can report them after their resource is gone. Returns false, changing nothing, when the operation
     /// had already ended (for example by its deadline).
     async fn finish(&self, operation_id: &str, completion: &Completion)
         -> Result<bool, StoreError>;

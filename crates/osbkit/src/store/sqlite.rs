@@ -140,7 +140,10 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         // Take a free reader if there is one; otherwise wait on one chosen by thread.
-        let free = self.readers.iter().find_map(|reader| reader.try_lock().ok());
+        let free = self
+            .readers
+            .iter()
+            .find_map(|reader| reader.try_lock().ok());
         let connection = match free {
             Some(connection) => connection,
             None => {
@@ -200,7 +203,8 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
         let mut replies = Vec::with_capacity(batch.len());
         for step in batch {
             let savepoint = connection.execute_batch("SAVEPOINT step");
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&connection)));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&connection)));
             let (succeeded, reply) = match outcome {
                 Ok(result) => result,
                 Err(_) => {
@@ -277,7 +281,9 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         let transaction = connection.transaction().map_err(StoreError::new)?;
-        transaction.execute_batch(migration).map_err(StoreError::new)?;
+        transaction
+            .execute_batch(migration)
+            .map_err(StoreError::new)?;
         transaction
             .pragma_update(None, "user_version", index + 1)
             .map_err(StoreError::new)?;
@@ -431,7 +437,9 @@ fn select_instance(connection: &Connection, id: &str) -> rusqlite::Result<Option
 
 fn select_binding(connection: &Connection, id: &str) -> rusqlite::Result<Option<BindingRecord>> {
     connection
-        .prepare_cached(&format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {BINDING_COLUMNS} FROM bindings WHERE id = ?1"
+        ))?
         .query_row([id], binding_from_row)
         .optional()
 }
@@ -530,12 +538,14 @@ fn apply_completion(
     let binding_id = operation.binding_id.as_deref().unwrap_or_default();
     let release_instance = |state: Option<InstanceState>| -> rusqlite::Result<()> {
         match state {
-            Some(state) => execute_cached(transaction, 
+            Some(state) => execute_cached(
+                transaction,
                 "UPDATE instances SET state = ?1, active_operation = NULL \
                  WHERE id = ?2 AND active_operation = ?3",
                 params![instance_state_name(state), instance_id, operation.id],
             ),
-            None => execute_cached(transaction, 
+            None => execute_cached(
+                transaction,
                 "UPDATE instances SET active_operation = NULL \
                  WHERE id = ?1 AND active_operation = ?2",
                 params![instance_id, operation.id],
@@ -555,14 +565,27 @@ fn apply_completion(
 
     use OperationKind::*;
     match (operation.kind, completion) {
-        (Provision, Completion::InstanceReady { dashboard_url, metadata }) => {
-            execute_cached(transaction, 
+        (
+            Provision,
+            Completion::InstanceReady {
+                dashboard_url,
+                metadata,
+            },
+        ) => {
+            execute_cached(
+                transaction,
                 "UPDATE instances SET dashboard_url = ?1, metadata = ?2 WHERE id = ?3",
                 params![dashboard_url, optional_json(metadata), instance_id],
             )?;
             release_instance(Some(InstanceState::Ready))
         }
-        (Update, Completion::InstanceReady { dashboard_url, metadata }) => {
+        (
+            Update,
+            Completion::InstanceReady {
+                dashboard_url,
+                metadata,
+            },
+        ) => {
             let Some(mut instance) = select_instance(transaction, instance_id)? else {
                 return Ok(());
             };
@@ -585,7 +608,8 @@ fn apply_completion(
             if metadata.is_some() {
                 instance.metadata = metadata.clone();
             }
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "UPDATE instances SET plan_id = ?1, parameters = ?2, context = ?3, \
                  maintenance_version = ?4, dashboard_url = ?5, metadata = ?6 WHERE id = ?7",
                 params![
@@ -601,23 +625,49 @@ fn apply_completion(
             release_instance(None)
         }
         (Deprovision, Completion::Deleted) => {
-            execute_cached(transaction, "DELETE FROM bindings WHERE instance_id = ?1", [instance_id])?;
-            transaction
-                .execute("DELETE FROM instances WHERE id = ?1", [instance_id])
-                .map(|_| ())
+            // Only the delete stays, for last_operation to report 410 Gone.
+            // TODO: drop these last records too after a retention period.
+            execute_cached(
+                transaction,
+                "DELETE FROM operations WHERE instance_id = ?1 AND id != ?2",
+                params![instance_id, operation.id],
+            )?;
+            execute_cached(
+                transaction,
+                "DELETE FROM bindings WHERE instance_id = ?1",
+                [instance_id],
+            )?;
+            execute_cached(
+                transaction,
+                "DELETE FROM instances WHERE id = ?1",
+                [instance_id],
+            )
+            .map(|_| ())
         }
         (Bind, Completion::BindingReady { sealed_response }) => {
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "UPDATE bindings SET sealed_response = ?1 WHERE id = ?2",
                 params![sealed_response, binding_id],
             )?;
             release_binding(BindingState::Ready)
         }
-        (Unbind, Completion::Deleted) => transaction
-            .execute("DELETE FROM bindings WHERE id = ?1", [binding_id])
-            .map(|_| ()),
+        (Unbind, Completion::Deleted) => {
+            execute_cached(
+                transaction,
+                "DELETE FROM operations WHERE instance_id = ?1 AND binding_id = ?2 AND id != ?3",
+                params![instance_id, binding_id, operation.id],
+            )?;
+            execute_cached(
+                transaction,
+                "DELETE FROM bindings WHERE id = ?1",
+                [binding_id],
+            )
+            .map(|_| ())
+        }
         (Provision, Completion::Rejected { .. }) => {
-            let removed = execute_cached(transaction, 
+            let removed = execute_cached(
+                transaction,
                 "DELETE FROM instances WHERE id = ?1 AND created_by = ?2",
                 params![instance_id, operation.id],
             )?;
@@ -627,7 +677,8 @@ fn apply_completion(
             Ok(())
         }
         (Bind, Completion::Rejected { .. }) => {
-            let removed = execute_cached(transaction, 
+            let removed = execute_cached(
+                transaction,
                 "DELETE FROM bindings WHERE id = ?1 AND created_by = ?2",
                 params![binding_id, operation.id],
             )?;
@@ -736,7 +787,8 @@ impl Store for SqliteStore {
                 }
             }
 
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "UPDATE instances SET state = ?1, active_operation = ?2 WHERE id = ?3",
                 params![
                     instance_state_name(new_state),
@@ -790,7 +842,8 @@ impl Store for SqliteStore {
             let Some(mut binding) = select_binding(transaction, &binding_id)? else {
                 return Ok(Locked::NotFound);
             };
-            if let Some(active) = select_operation(transaction, binding.active_operation.as_deref())?
+            if let Some(active) =
+                select_operation(transaction, binding.active_operation.as_deref())?
             {
                 return Ok(Locked::Busy(active));
             }
@@ -809,7 +862,8 @@ impl Store for SqliteStore {
                 return Ok(Locked::WrongState(binding));
             }
 
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "UPDATE bindings SET state = ?1, active_operation = ?2 WHERE id = ?3",
                 params![binding_state_name(new_state), operation.id, binding_id],
             )?;
@@ -847,15 +901,25 @@ impl Store for SqliteStore {
                     *instance_usable,
                     *update_repeatable,
                 ),
-                Completion::Rejected { description } => {
-                    (OperationState::Failed, Some(description.clone()), None, None)
-                }
+                Completion::Rejected { description } => (
+                    OperationState::Failed,
+                    Some(description.clone()),
+                    None,
+                    None,
+                ),
                 _ => (OperationState::Succeeded, None, None, None),
             };
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "UPDATE operations SET state = ?1, description = ?2, instance_usable = ?3, \
                  update_repeatable = ?4 WHERE id = ?5",
-                params![state.as_str(), description, usable, repeatable, operation_id],
+                params![
+                    state.as_str(),
+                    description,
+                    usable,
+                    repeatable,
+                    operation_id
+                ],
             )?;
             apply_completion(transaction, &operation, &completion)?;
             Ok(true)
@@ -923,7 +987,8 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let value = value.to_owned();
         self.write(move |transaction| {
-            execute_cached(transaction, 
+            execute_cached(
+                transaction,
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
                 params![key, value],
             )?;
