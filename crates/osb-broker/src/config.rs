@@ -88,7 +88,10 @@ impl std::fmt::Debug for StateConfig {
         formatter
             .debug_struct("StateConfig")
             .field("sqlite", &self.sqlite)
-            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "***"))
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -181,7 +184,12 @@ impl Config {
             }
         };
         let raw: RawConfig = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            // OSB_BROKER_LOG_FORMAT sets the --log-format option, not a field.
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .ignore(&["log_format"])
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| error(describe_figment_error(e)))?;
         Config::from_raw(raw).map_err(error)
@@ -215,8 +223,8 @@ impl Config {
         let mut plan_backends = HashMap::new();
         for (index, mut value) in raw.services.into_iter().enumerate() {
             let backends = take_plan_backends(&mut value, index)?;
-            let offering: ServiceOffering = serde_json::from_value(value)
-                .map_err(|e| format!("services[{index}]: {e}"))?;
+            let offering: ServiceOffering =
+                serde_json::from_value(value).map_err(|e| format!("services[{index}]: {e}"))?;
             for (plan_index, backend) in backends.into_iter().enumerate() {
                 let plan_id = offering.plans[plan_index].id.clone();
                 plan_backends.insert(plan_id, backend);
@@ -224,7 +232,10 @@ impl Config {
             services.push(offering);
         }
         if services.is_empty() {
-            return Err("services: the catalog is empty; add at least one [[services]] entry with a plan".to_owned());
+            return Err(
+                "services: the catalog is empty; add at least one [[services]] entry with a plan"
+                    .to_owned(),
+            );
         }
 
         Ok(Config {
@@ -248,7 +259,9 @@ fn take_plan_backends(
     let plans = offering
         .get_mut("plans")
         .and_then(|plans| plans.as_array_mut())
-        .ok_or_else(|| format!("services[{index}].plans: missing; add at least one [[services.plans]]"))?;
+        .ok_or_else(|| {
+            format!("services[{index}].plans: missing; add at least one [[services.plans]]")
+        })?;
     plans
         .iter_mut()
         .enumerate()
@@ -318,7 +331,10 @@ mod tests {
     #[test]
     fn backend_settings_leave_the_catalog() {
         let config = parse(MINIMAL).unwrap();
-        assert!(matches!(config.plan_backends["p1"], PlanBackend::Simulated(_)));
+        assert!(matches!(
+            config.plan_backends["p1"],
+            PlanBackend::Simulated(_)
+        ));
         let catalog = serde_json::to_value(&config.catalog).unwrap();
         assert!(catalog["services"][0]["plans"][0].get("backend").is_none());
     }
@@ -338,7 +354,10 @@ mod tests {
 
     #[test]
     fn missing_credentials_are_rejected() {
-        let without = MINIMAL.replace("[[credentials]]\n        username = \"admin\"\n        password = \"admin\"", "");
+        let without = MINIMAL.replace(
+            "[[credentials]]\n        username = \"admin\"\n        password = \"admin\"",
+            "",
+        );
         assert!(parse(&without).unwrap_err().starts_with("credentials"));
     }
 }

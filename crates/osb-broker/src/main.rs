@@ -12,10 +12,20 @@ use osb_broker::config::Config;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "osb-broker", version, about = "An Open Service Broker (API v2.17) for databases and other services on shared servers")]
+#[command(
+    name = "osb-broker",
+    version,
+    about = "An Open Service Broker (API v2.17) for databases and other services on shared servers"
+)]
 struct Cli {
     /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "OSB_BROKER_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "OSB_BROKER_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -120,7 +130,9 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
     let address = listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|error| format!("cannot listen on {address}: {error}; choose another address with --listen"))?;
+        .map_err(|error| {
+            format!("cannot listen on {address}: {error}; choose another address with --listen")
+        })?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
 
     // Tests and scripts read this line to find a port chosen by the system.
@@ -133,7 +145,10 @@ async fn serve(path: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot read the state store: {error}"))?;
     if resumed > 0 {
-        tracing::info!(operations = resumed, "found operations interrupted by the last stop");
+        tracing::info!(
+            operations = resumed,
+            "found operations interrupted by the last stop"
+        );
     }
 
     axum::serve(listener, broker.router())
@@ -168,7 +183,12 @@ async fn check(path: &Path) -> Result<(), String> {
     let broker = osb_broker::app::build(&config)
         .await
         .map_err(|error| format!("invalid configuration in {}: {error}", path.display()))?;
-    let plans: usize = broker.catalog().services.iter().map(|s| s.plans.len()).sum();
+    let plans: usize = broker
+        .catalog()
+        .services
+        .iter()
+        .map(|s| s.plans.len())
+        .sum();
     println!(
         "{}: valid, {} services, {plans} plans",
         path.display(),
@@ -188,7 +208,11 @@ async fn run_reconcile(path: &Path, delete: bool, yes: bool) -> Result<(), Strin
 
     let mut known = Vec::new();
     for instance_id in store.all_instance_ids().await.map_err(|e| e.to_string())? {
-        if let Some(instance) = store.instance(&instance_id).await.map_err(|e| e.to_string())? {
+        if let Some(instance) = store
+            .instance(&instance_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             known.push(KnownInstance {
                 instance_id,
                 plan_id: instance.plan_id,
@@ -198,10 +222,18 @@ async fn run_reconcile(path: &Path, delete: bool, yes: bool) -> Result<(), Strin
     let bindings = store.all_binding_ids().await.map_err(|e| e.to_string())?;
     let report = reconcile::find_orphans(&postgres, &known, &bindings)
         .await
-        .map_err(|error| format!("cannot read the PostgreSQL servers: {}", error.public_description()))?;
+        .map_err(|error| {
+            format!(
+                "cannot read the PostgreSQL servers: {}",
+                error.public_description()
+            )
+        })?;
 
     for database in &report.orphan_databases {
-        println!("orphan database {} on server {}", database.name, database.server);
+        println!(
+            "orphan database {} on server {}",
+            database.name, database.server
+        );
     }
     for role in &report.orphan_roles {
         println!("orphan role {} on server {}", role.name, role.server);

@@ -228,7 +228,11 @@ async fn missing_410_fails_gone_checks() {
 async fn created_on_repeat_fails_idempotency() {
     assert_fails(
         &[Fault::CreatedOnRepeat],
-        &["provision.repeat-identical", "bind.repeat-identical"],
+        &[
+            "provision.repeat-identical",
+            "provision.concurrent-identical",
+            "bind.repeat-identical",
+        ],
     )
     .await;
 }
@@ -325,6 +329,7 @@ async fn bad_bodies_fail_body_checks() {
             "provision.body",
             "bind.body",
             "fetch-instance.ok",
+            "fetch-instance.after-plan-change",
             "fetch-binding.ok",
         ],
     )

@@ -248,6 +248,14 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Returns the dashboard URL of an instance about to be provisioned. The
+    /// specification requires it in the first provision response, which for
+    /// an asynchronous provision comes before the backend runs.
+    fn dashboard_url(&self, plan_id: &str, instance_id: &str) -> Option<String> {
+        let _ = (plan_id, instance_id);
+        None
+    }
+
     /// Creates the resources of a new instance.
     async fn provision(&self, job: &ProvisionJob) -> Result<InstanceOutcome, BackendError>;
 

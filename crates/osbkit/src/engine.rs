@@ -389,6 +389,8 @@ fn completion_for(
             info!(operation = %operation.id, kind, instance_id = %operation.instance_id, reason = %error, "backend rejected the request");
             Completion::Rejected {
                 description: error.public_description(),
+                instance_usable: usable_flag(operation.kind),
+                update_repeatable: repeatable_flag(operation.kind),
             }
         }
         Err(Failure::Backend(error)) => {

@@ -286,6 +286,8 @@ async fn rejected_provision_leaves_no_record() {
         .unwrap();
     let rejected = Completion::Rejected {
         description: "bad parameters".to_owned(),
+        instance_usable: None,
+        update_repeatable: None,
     };
     store.finish("provision-1", &rejected).await.unwrap();
     assert!(store.instance("i1").await.unwrap().is_none());

@@ -38,13 +38,21 @@ impl Backend for PlanRouter {
     fn execution(&self, plan_id: &str, kind: OperationKind) -> Execution {
         self.backends
             .get(plan_id)
-            .map_or(Execution::Synchronous, |backend| backend.execution(plan_id, kind))
+            .map_or(Execution::Synchronous, |backend| {
+                backend.execution(plan_id, kind)
+            })
     }
 
     fn resumable(&self, plan_id: &str, kind: OperationKind) -> bool {
         self.backends
             .get(plan_id)
             .is_some_and(|backend| backend.resumable(plan_id, kind))
+    }
+
+    fn dashboard_url(&self, plan_id: &str, instance_id: &str) -> Option<String> {
+        self.backends
+            .get(plan_id)
+            .and_then(|backend| backend.dashboard_url(plan_id, instance_id))
     }
 
     async fn provision(&self, job: &ProvisionJob) -> Result<InstanceOutcome, BackendError> {

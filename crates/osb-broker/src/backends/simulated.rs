@@ -114,7 +114,11 @@ impl SimulatedBackend {
     }
 
     /// Waits the plan's delay, then fails if the plan says so.
-    async fn step(&self, plan_id: &str, kind: OperationKind) -> Result<&SimulatedPlan, BackendError> {
+    async fn step(
+        &self,
+        plan_id: &str,
+        kind: OperationKind,
+    ) -> Result<&SimulatedPlan, BackendError> {
         let plan = self.plan(plan_id)?;
         if plan.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(plan.delay_ms)).await;
@@ -130,9 +134,9 @@ impl SimulatedBackend {
                 what: "the simulated server".to_owned(),
                 source: what.into(),
             },
-            FailKind::InvalidParameters => BackendError::InvalidParameters(format!(
-                "{what}: the parameters were rejected"
-            )),
+            FailKind::InvalidParameters => {
+                BackendError::InvalidParameters(format!("{what}: the parameters were rejected"))
+            }
             FailKind::Unprocessable => BackendError::Unprocessable(what),
         })
     }
@@ -150,15 +154,14 @@ impl Backend for SimulatedBackend {
         self.plans.get(plan_id).is_some_and(|plan| plan.resumable)
     }
 
+    fn dashboard_url(&self, plan_id: &str, instance_id: &str) -> Option<String> {
+        let base = self.plans.get(plan_id)?.dashboard_url.as_ref()?;
+        Some(format!("{base}{instance_id}"))
+    }
+
     async fn provision(&self, job: &ProvisionJob) -> Result<InstanceOutcome, BackendError> {
-        let plan = self.step(&job.plan_id, OperationKind::Provision).await?;
-        Ok(InstanceOutcome {
-            dashboard_url: plan
-                .dashboard_url
-                .as_ref()
-                .map(|base| format!("{base}{}", job.instance_id)),
-            metadata: None,
-        })
+        self.step(&job.plan_id, OperationKind::Provision).await?;
+        Ok(InstanceOutcome::default())
     }
 
     async fn update(&self, job: &UpdateJob) -> Result<InstanceOutcome, BackendError> {
@@ -187,7 +190,11 @@ impl Backend for SimulatedBackend {
         let mut credentials = JsonObject::new();
         credentials.insert(
             "uri".to_owned(),
-            format!("simulated://{username}:{password}@127.0.0.1:7000/{}", job.instance_id).into(),
+            format!(
+                "simulated://{username}:{password}@127.0.0.1:7000/{}",
+                job.instance_id
+            )
+            .into(),
         );
         credentials.insert("username".to_owned(), username.into());
         credentials.insert("password".to_owned(), password.into());
@@ -251,11 +258,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

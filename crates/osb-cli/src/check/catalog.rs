@@ -39,6 +39,10 @@ pub struct PlanInfo {
     pub maintenance_version: Option<String>,
     /// Seconds, from `maximum_polling_duration`.
     pub maximum_polling_duration: Option<u64>,
+    /// Whether instances may change plan, the plan's flag winning over the offering's.
+    pub plan_updateable: bool,
+    /// Another plan of the same offering, the target of a plan change.
+    pub other_plan_id: Option<String>,
 }
 
 impl PlanInfo {
@@ -685,6 +689,14 @@ fn plans(services: &[Value]) -> Vec<PlanInfo> {
                 maximum_polling_duration: plan
                     .get("maximum_polling_duration")
                     .and_then(Value::as_u64),
+                plan_updateable: flag(plan, "plan_updateable")
+                    .or(flag(offering, "plan_updateable"))
+                    .unwrap_or(false),
+                other_plan_id: plans_of(offering)
+                    .iter()
+                    .filter_map(|other| other.get("id").and_then(Value::as_str))
+                    .find(|other| *other != plan_id)
+                    .map(str::to_owned),
             });
         }
     }

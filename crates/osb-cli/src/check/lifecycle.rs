@@ -107,6 +107,7 @@ pub async fn run(
     repeat_provision(&live, report).await?;
     fetch_instance(&live, report).await?;
     update(&live, report).await?;
+    change_plan(&live, report).await?;
     if plan.bindable {
         binding::run(&live, report).await?;
     } else {
@@ -654,6 +655,133 @@ async fn update(live: &LiveInstance<'_>, report: &mut Report) -> CliResult<()> {
         &result,
     )?;
     Ok(())
+}
+
+/// Changes the instance to another plan of its offering and back, when the
+/// plan is plan_updateable.
+async fn change_plan(live: &LiveInstance<'_>, report: &mut Report) -> CliResult<()> {
+    let behaviour = "an update to another plan of a plan_updateable plan gets 200 or 202";
+    let other = live.plan.other_plan_id.as_deref();
+    let Some(other) = other.filter(|_| live.plan.plan_updateable) else {
+        let reason = "the plan is not plan_updateable, or its offering has no other plan";
+        return report.record(
+            "update.plan-change",
+            behaviour,
+            Verdict::Skip(reason.into()),
+            &[],
+        );
+    };
+    let original = live.plan.plan_id.as_str();
+
+    let (verdict, changed, exchanges) = update_plan(live, original, other).await;
+    let exchanges: Vec<_> = exchanges.iter().collect();
+    report.record("update.plan-change", behaviour, verdict, &exchanges)?;
+    if !changed {
+        return Ok(());
+    }
+
+    if live.plan.instances_retrievable {
+        let fetch = live
+            .send(
+                &Call::get(live.instance.path())
+                    .query("service_id", &live.plan.service_id)
+                    .query("plan_id", other),
+            )
+            .await;
+        let plan_id = fetch
+            .json
+            .as_ref()
+            .and_then(|body| body.get("plan_id"))
+            .and_then(Value::as_str);
+        let verdict = match (fetch.code(), plan_id) {
+            (200, Some(plan_id)) if plan_id != other => Verdict::Fail(format!(
+                "`plan_id` is {plan_id:?} after the change to {other:?}"
+            )),
+            (200, _) => Verdict::Pass,
+            _ => Verdict::Fail(format!("expected 200, got {}", fetch.summary())),
+        };
+        report.record(
+            "fetch-instance.after-plan-change",
+            "fetching an instance after a plan change returns the new plan",
+            verdict,
+            &[&fetch.exchange],
+        )?;
+    }
+
+    // The rest of the checks use the original plan.
+    let (verdict, _, exchanges) = update_plan(live, other, original).await;
+    let exchanges: Vec<_> = exchanges.iter().collect();
+    report.record(
+        "update.plan-change-back",
+        "an update back to the original plan gets 200 or 202",
+        verdict,
+        &exchanges,
+    )
+}
+
+/// Sends a plan change, with accepts_incomplete=true if the broker requires
+/// it, and waits for it. Returns the verdict, whether the plan changed,
+/// and the exchanges behind the verdict.
+async fn update_plan(
+    live: &LiveInstance<'_>,
+    from: &str,
+    to: &str,
+) -> (Verdict, bool, Vec<super::http::Exchange>) {
+    let body = json!({
+        "service_id": live.plan.service_id,
+        "plan_id": to,
+        "context": live.body["context"],
+        "previous_values": { "plan_id": from },
+    });
+    let call = Call::patch(live.instance.path(), body);
+    let mut reply = live.send(&call).await;
+    let mut exchanges = vec![reply.exchange.clone()];
+    if reply.code() == 422 && reply.error_code() == Some("AsyncRequired") {
+        reply = live.send(&call.accepts_incomplete(true)).await;
+        exchanges.push(reply.exchange.clone());
+    }
+
+    match reply.code() {
+        200 => (
+            expect::success_body(&reply, BodySchema::Object, false),
+            true,
+            exchanges,
+        ),
+        202 => {
+            // Polling names the plan before the update.
+            let target = Target::Instance(InstanceRef {
+                plan_id: from.to_owned(),
+                ..live.instance.clone()
+            });
+            let operation = poll::operation_of(&reply);
+            let result = poll::wait(
+                &live.context.probe,
+                &target,
+                operation.as_deref(),
+                live.deadline(),
+                false,
+            )
+            .await;
+            exchanges.extend(result.exchanges.iter().cloned());
+            match result.state.as_deref() {
+                Some("succeeded") if result.problems.is_empty() => (Verdict::Pass, true, exchanges),
+                Some("succeeded") => (Verdict::Fail(result.problems.join("; ")), true, exchanges),
+                state => {
+                    let mut problems = result.problems.clone();
+                    problems.push(format!("the update ended in state {state:?}"));
+                    (Verdict::Fail(problems.join("; ")), false, exchanges)
+                }
+            }
+        }
+        422 => {
+            let reason = format!("the broker rejected the plan change: {}", reply.summary());
+            (Verdict::Warn(reason), false, exchanges)
+        }
+        _ => {
+            let reason = format!("expected 200 or 202, got {}", reply.summary());
+            (Verdict::Fail(reason), false, exchanges)
+        }
+    }
 }
 
 /// Waits for an operation that a rejected request started anyway.

@@ -373,6 +373,8 @@ mod tests {
             requires: Vec::new(),
             maintenance_version: None,
             maximum_polling_duration: None,
+            plan_updateable: false,
+            other_plan_id: None,
         }
     }
 

@@ -426,6 +426,7 @@ fn catalog(shared: &Shared, fetch: usize) -> Value {
             "bindable": true,
             "instances_retrievable": true,
             "bindings_retrievable": true,
+            "plan_updateable": true,
             "plans": [
                 {
                     "id": SYNC_PLAN_ID,
@@ -606,15 +607,17 @@ fn update(shared: &Shared, store: &mut Store, id: &str, request: &Request) -> Re
     let Some(asynchronous) = shared.asynchronous(&instance.plan_id, request) else {
         return shared.reserved("AsyncRequired");
     };
-    if !asynchronous {
-        return reply(StatusCode::OK, json!({}));
-    }
-    let operation = shared.new_operation("update", id);
-    let accepted = shared.accepted(&operation.id);
+    let operation = asynchronous.then(|| shared.new_operation("update", id));
     if let Some(instance) = store.instances.get_mut(id) {
-        instance.operation = Some(operation);
+        if let Some(plan_id) = request.field("plan_id") {
+            instance.plan_id = plan_id.to_owned();
+        }
+        instance.operation = operation.clone();
     }
-    accepted
+    match operation {
+        Some(operation) => shared.accepted(&operation.id),
+        None => reply(StatusCode::OK, json!({})),
+    }
 }
 
 fn has_ids(shared: &Shared, request: &Request) -> bool {

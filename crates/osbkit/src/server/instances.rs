@@ -63,7 +63,10 @@ pub(crate) async fn provision(
             .as_ref()
             .map(|m| m.version.clone()),
         provision_request: provision_attributes(&request),
-        dashboard_url: None,
+        dashboard_url: broker
+            .inner
+            .backend
+            .dashboard_url(&entry.plan.id, &instance_id),
         metadata: None,
         state: InstanceState::Provisioning,
         active_operation: Some(operation.id.clone()),
@@ -93,7 +96,12 @@ pub(crate) async fn provision(
                     return Ok((StatusCode::OK, Json(body)).into_response());
                 }
                 (InstanceState::Provisioning, Some(active)) if accepts_incomplete => {
-                    return Ok(accepted(&active.id));
+                    let body = ProvisionResponse {
+                        dashboard_url: existing.dashboard_url,
+                        operation: Some(active.id),
+                        metadata: None,
+                    };
+                    return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
                 }
                 (InstanceState::ProvisionFailed, None) => {
                     let retry = store
@@ -118,8 +126,9 @@ pub(crate) async fn provision(
     if asynchronous {
         engine::spawn(&broker, operation.clone());
         let body = ProvisionResponse {
+            dashboard_url: instance.dashboard_url,
             operation: Some(operation.id),
-            ..Default::default()
+            metadata: None,
         };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
@@ -130,7 +139,7 @@ pub(crate) async fn provision(
         } => {
             tracing::info!("service instance provisioned");
             let body = ProvisionResponse {
-                dashboard_url,
+                dashboard_url: dashboard_url.or(instance.dashboard_url),
                 operation: None,
                 metadata,
             };
@@ -294,13 +303,15 @@ pub(crate) async fn update(
             return Ok(accepted(&active.id));
         }
         Locked::Busy(_) => return Err(busy(&instance_id)),
-        Locked::WrongState(_) => return Err(BrokerError::Unprocessable {
-            description: format!(
+        Locked::WrongState(_) => {
+            return Err(BrokerError::Unprocessable {
+                description: format!(
                 "service instance {instance_id:?} cannot be updated: its provision did not succeed"
             ),
-            instance_usable: Some(false),
-            update_repeatable: Some(true),
-        }),
+                instance_usable: Some(false),
+                update_repeatable: Some(true),
+            })
+        }
     }
 
     if asynchronous {

@@ -92,7 +92,13 @@ async fn respond(
     let Some(mut operation) = operation else {
         return Err(BrokerError::NotFound(missing()));
     };
-    if !resource_exists {
+    // A creation the backend rejected removed its record, but the platform
+    // still polls it and must learn why it failed.
+    let rejected_creation = matches!(
+        operation.kind,
+        OperationKind::Provision | OperationKind::Bind
+    ) && operation.state == OperationState::Failed;
+    if !resource_exists && !rejected_creation {
         let deleted_asynchronously = operation.kind == delete_kind
             && operation.asynchronous
             && operation.state == OperationState::Succeeded;

@@ -146,7 +146,11 @@ pub enum Completion {
     },
     /// The backend rejected the request before creating anything: a record
     /// this operation created is removed, any other is left as it was.
-    Rejected { description: String },
+    Rejected {
+        description: String,
+        instance_usable: Option<bool>,
+        update_repeatable: Option<bool>,
+    },
 }
 
 /// The result of [`Store::create_instance`] and [`Store::create_binding`].

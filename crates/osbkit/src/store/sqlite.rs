@@ -574,7 +574,7 @@ fn apply_completion(
         ) => {
             execute_cached(
                 transaction,
-                "UPDATE instances SET dashboard_url = ?1, metadata = ?2 WHERE id = ?3",
+                "UPDATE instances SET dashboard_url = COALESCE(?1, dashboard_url), metadata = ?2 WHERE id = ?3",
                 params![dashboard_url, optional_json(metadata), instance_id],
             )?;
             release_instance(Some(InstanceState::Ready))
@@ -901,11 +901,15 @@ impl Store for SqliteStore {
                     *instance_usable,
                     *update_repeatable,
                 ),
-                Completion::Rejected { description } => (
+                Completion::Rejected {
+                    description,
+                    instance_usable,
+                    update_repeatable,
+                } => (
                     OperationState::Failed,
                     Some(description.clone()),
-                    None,
-                    None,
+                    *instance_usable,
+                    *update_repeatable,
                 ),
                 _ => (OperationState::Succeeded, None, None, None),
             };
