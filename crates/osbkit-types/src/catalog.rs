@@ -137,6 +137,8 @@ impl ServiceOffering {
 impl Catalog {
     /// Returns the offering with this id, if the catalog has one.
     pub fn offering(&self, service_id: &str) -> Option<&ServiceOffering> {
-        self.services.iter().find(|offering| offering.id == service_id)
+        self.services
+            .iter()
+            .find(|offering| offering.id == service_id)
     }
 }
