@@ -26,7 +26,7 @@ pub struct Cli {
     #[command(flatten)]
     pub platform: PlatformArgs,
 
-    /// Format of listings and of `show`, `fetch` and `catalog`.
+    /// Format of listings, of `show`, `fetch` and `catalog`, and of the `check` report.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 

@@ -387,6 +387,28 @@ async fn no_provision_creates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn target_read_from_environment() {
+    let fixture = Fixture::start(&[]).await;
+    let home = common::TempDir::new();
+    let mut command = osb_command(home.path());
+    command
+        .args(["check", "--no-provision"])
+        .env("OSB_URL", &fixture.url)
+        .env("OSB_USER", support::USER)
+        .env("OSB_PASSWORD", support::PASSWORD);
+    let output = tokio::time::timeout(RUN_TIMEOUT, command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("pass  auth: the catalog without credentials gets 401"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failure_shows_exchange_with_secrets_masked() {
     let fixture = Fixture::start(&[Fault::CreatedOnRepeat]).await;
     let run = run_check(

@@ -78,7 +78,8 @@ pub fn provision_body(
 }
 
 /// Runs the lifecycle checks of one plan. Resources are registered for
-/// cleanup before they are requested, so an early return leaves nothing behind.
+/// cleanup before they are requested, so after an early return the final
+/// cleanup still deletes them.
 pub async fn run(
     context: &Context,
     plan: &PlanInfo,
