@@ -54,7 +54,7 @@ impl PlanEntry {
             .iter_errors(&instance)
             .take(5)
             .map(|error| {
-                let path = error.instance_path.to_string();
+                let path = error.instance_path().to_string();
                 let field = if path.is_empty() {
                     "parameters".to_owned()
                 } else {

@@ -102,7 +102,7 @@ pub fn validate(schema: BodySchema, body: &Value) -> Vec<String> {
     validator
         .iter_errors(body)
         .map(|error| {
-            let path = error.instance_path.to_string();
+            let path = error.instance_path().to_string();
             let path = if path.is_empty() {
                 "/".to_owned()
             } else {
