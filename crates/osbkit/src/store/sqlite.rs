@@ -119,6 +119,11 @@ impl SqliteStore {
 
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
+        // Fewer, larger checkpoints: a page changed many times between two
+        // checkpoints is copied into the database file once.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;")
+            .map_err(StoreError::new)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
@@ -194,15 +199,18 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
             }
         }
 
-        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = run_cached(&connection, "BEGIN IMMEDIATE") {
             // Dropping the steps without running them returns an error to their callers.
             tracing::error!(error = %error, steps = batch.len(), "could not begin a state database transaction");
             continue;
         }
 
+        // A lone step needs no savepoint: when it fails, the whole transaction rolls back.
+        let use_savepoints = batch.len() > 1;
         let mut replies = Vec::with_capacity(batch.len());
+        let mut all_succeeded = true;
         for step in batch {
-            let savepoint = connection.execute_batch("SAVEPOINT step");
+            let savepoint = use_savepoints && run_cached(&connection, "SAVEPOINT step").is_ok();
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&connection)));
             let (succeeded, reply) = match outcome {
@@ -213,14 +221,22 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
                     (false, reply)
                 }
             };
-            if savepoint.is_ok() && !succeeded {
-                let _ = connection.execute_batch("ROLLBACK TO step");
+            if savepoint {
+                if !succeeded {
+                    let _ = run_cached(&connection, "ROLLBACK TO step");
+                }
+                let _ = run_cached(&connection, "RELEASE step");
             }
-            let _ = connection.execute_batch("RELEASE step");
+            all_succeeded &= succeeded;
             replies.push(reply);
         }
 
-        let commit = connection.execute_batch("COMMIT").map_err(|error| {
+        let finish = if use_savepoints || all_succeeded {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let commit = run_cached(&connection, finish).map(|_| ()).map_err(|error| {
             let _ = connection.execute_batch("ROLLBACK");
             tracing::error!(error = %error, "could not commit to the state database");
             error.to_string()
@@ -229,6 +245,11 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
             reply(commit.clone());
         }
     }
+}
+
+/// Runs a statement without parameters through the statement cache.
+fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute([])
 }
 
 /// Runs a statement through the statement cache, so it is parsed once.
