@@ -1,6 +1,8 @@
--- Provision then deprovision a fresh instance, one request at a time per
--- connection: run wrk with as many threads as connections so that each
--- thread's single connection sends its DELETE after its PUT was answered.
+-- Provision and deprovision instances: odd requests provision a new
+-- instance, even ones deprovision the instance provisioned 64 pairs earlier,
+-- whose provision has long been answered whichever connection sent it.
+-- The first 64 deprovisions find nothing and are answered 410 Gone.
+local lag = 64
 local counter = 0
 prefix = ""
 local service = "5b6e8f4a-1c2d-4e3f-9a8b-7c6d5e4f3a21"
@@ -25,11 +27,10 @@ end
 
 function request()
     counter = counter + 1
-    local id = prefix .. "-" .. tostring(math.floor((counter + 1) / 2))
-    local path = "/v2/service_instances/" .. id
+    local pair = math.floor((counter + 1) / 2)
     if counter % 2 == 1 then
-        return wrk.format("PUT", path, json_headers(), body)
+        return wrk.format("PUT", "/v2/service_instances/" .. prefix .. "-" .. pair, json_headers(), body)
     end
-    return wrk.format("DELETE", path .. "?service_id=" .. service .. "&plan_id=" .. plan)
+    return wrk.format("DELETE", "/v2/service_instances/" .. prefix .. "-" .. (pair - lag) ..
+        "?service_id=" .. service .. "&plan_id=" .. plan)
 end
-

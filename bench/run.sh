@@ -78,8 +78,8 @@ for run in $(seq 1 "$runs"); do
     result=$(measure -t 2 -c 32 -d "${duration}s" -H "$auth" -H "$version" "$url/v2/service_instances/polled/last_operation")
     echo "| last_operation, 32 connections | $run | $result | $(rss_mb) | |"
 
-    result=$(measure -t 8 -c 8 -d "${duration}s" -H "$auth" -H "$version" -s bench/cycle.lua "$url")
-    echo "| provision+deprovision requests, 8 connections | $run | $result | $(rss_mb) | |"
+    result=$(measure -t 2 -c 32 -d "${duration}s" -H "$auth" -H "$version" -s bench/cycle.lua "$url")
+    echo "| provision+deprovision requests, 32 connections | $run | $result | $(rss_mb) | |"
     stop_broker
 done
 

@@ -28,10 +28,46 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(store))
 }
 
-/// Returns the key that encrypts stored credentials. Outside development
-/// mode it must be configured; in development mode one is generated once
-/// and kept in the state database.
+/// The settings key of a value sealed with the first key the broker used.
+const KEY_CHECK_SETTING: &str = "encryption_key_check";
+
+/// Returns the key that encrypts stored credentials, after checking that it
+/// opens what earlier runs stored.
 pub async fn sealer(config: &Config, store: &dyn Store) -> Result<Sealer, String> {
+    let sealer = configured_sealer(config, store).await?;
+    let check = sealer.seal(KEY_CHECK_SETTING, b"osbkit");
+    let stored = store
+        .setting_or_insert(KEY_CHECK_SETTING, &hex(&check))
+        .await
+        .map_err(|error| error.to_string())?;
+    let opens = unhex(&stored).is_some_and(|sealed| sealer.open(KEY_CHECK_SETTING, &sealed).is_ok());
+    if !opens {
+        return Err(format!(
+            "state.encryption_key: this key cannot decrypt the credentials already stored in {}; start with the key they were stored with",
+            config.state.sqlite.display()
+        ));
+    }
+    Ok(sealer)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok())
+        .collect()
+}
+
+/// Returns the configured key. Outside development mode it must be
+/// configured; in development mode one is generated once and kept in the
+/// state database.
+async fn configured_sealer(config: &Config, store: &dyn Store) -> Result<Sealer, String> {
     if let Some(key) = &config.state.encryption_key {
         return Sealer::from_base64(key).map_err(|error| format!("state.encryption_key: {error}"));
     }

@@ -248,6 +248,20 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Checks a request's parameters before the operation is accepted, beyond
+    /// what the plan's JSON Schema checks, so that an asynchronous request
+    /// with invalid parameters gets a 400 at once instead of a failed
+    /// operation later. `kind` is provision, update or bind.
+    fn check_parameters(
+        &self,
+        plan_id: &str,
+        kind: OperationKind,
+        parameters: &JsonObject,
+    ) -> Result<(), BackendError> {
+        let _ = (plan_id, kind, parameters);
+        Ok(())
+    }
+
     /// Returns the dashboard URL of an instance about to be provisioned. The
     /// specification requires it in the first provision response, which for
     /// an asynchronous provision comes before the backend runs.

@@ -420,7 +420,7 @@ fn completion_for(
 }
 
 /// Maps a backend's error to the response to a synchronous request.
-fn to_broker_error(
+pub(crate) fn to_broker_error(
     kind: OperationKind,
     error: BackendError,
     request_identity: String,

@@ -49,6 +49,15 @@ impl Backend for PlanRouter {
             .is_some_and(|backend| backend.resumable(plan_id, kind))
     }
 
+    fn check_parameters(
+        &self,
+        plan_id: &str,
+        kind: OperationKind,
+        parameters: &osbkit::types::JsonObject,
+    ) -> Result<(), BackendError> {
+        self.backend(plan_id)?.check_parameters(plan_id, kind, parameters)
+    }
+
     fn dashboard_url(&self, plan_id: &str, instance_id: &str) -> Option<String> {
         self.backends
             .get(plan_id)

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::extract::{BindingPath, Caller, OsbJson, OsbQuery};
 use super::instances::{
-    accepted, busy, internal, plan_entry, require_non_empty, run_asynchronously, stored_job,
+    accepted, busy, check_parameters, internal, plan_entry, require_non_empty, run_asynchronously,
+    stored_job,
 };
 use crate::backend::OperationKind;
 use crate::broker::Broker;
@@ -60,6 +61,7 @@ pub(crate) async fn bind(
     entry
         .validate(SchemaUse::Bind, &parameters)
         .map_err(BrokerError::BadRequest)?;
+    check_parameters(&broker, entry, OperationKind::Bind, &parameters, &caller)?;
     let asynchronous = run_asynchronously(&broker, entry, OperationKind::Bind, accepts_incomplete)?;
 
     let mut job = stored_job(&caller);
@@ -188,7 +190,7 @@ pub(crate) async fn unbind(
     caller: Caller,
 ) -> Result<Response, BrokerError> {
     let accepts_incomplete = query.accepts_incomplete()?;
-    query.required("service_id")?;
+    let service_id = query.required("service_id")?;
     query.required("plan_id")?;
 
     let store = &broker.inner.store;
@@ -202,6 +204,11 @@ pub(crate) async fn unbind(
             "service binding {binding_id:?} does not exist on instance {instance_id:?}"
         )));
     };
+    if service_id != binding.service_id {
+        return Err(BrokerError::BadRequest(format!(
+            "service_id {service_id:?} is not the service of binding {binding_id:?}"
+        )));
+    }
     let entry = plan_entry(&broker, &binding.service_id, &binding.plan_id)?;
     let asynchronous =
         run_asynchronously(&broker, entry, OperationKind::Unbind, accepts_incomplete)?;

@@ -47,7 +47,10 @@ impl<T: DeserializeOwned> FromRequest<Broker> for OsbJson<T> {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     BrokerError::PayloadTooLarge(limit)
                 } else {
-                    BrokerError::BadRequest("the request body could not be read".to_owned())
+                    BrokerError::BadRequest(
+                    "the request body could not be read: it ended early or arrived too slowly"
+                        .to_owned(),
+                )
                 }
             })?;
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -55,7 +58,14 @@ impl<T: DeserializeOwned> FromRequest<Broker> for OsbJson<T> {
                 "the request body is missing: send a JSON object".to_owned(),
             ));
         }
-        serde_json::from_slice(&body)
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|error| BrokerError::BadRequest(describe_json_error(&error)))?;
+        if !value.is_object() {
+            return Err(BrokerError::BadRequest(
+                "the request body must be a JSON object".to_owned(),
+            ));
+        }
+        serde_json::from_value(value)
             .map(OsbJson)
             .map_err(|error| BrokerError::BadRequest(describe_json_error(&error)))
     }
@@ -64,7 +74,12 @@ impl<T: DeserializeOwned> FromRequest<Broker> for OsbJson<T> {
 /// Describes a JSON error without echoing values, which may be secrets.
 fn describe_json_error(error: &serde_json::Error) -> String {
     use serde_json::error::Category;
-    let position = format!("line {} column {}", error.line(), error.column());
+    // Errors found after parsing, in the JSON value, have no position.
+    let position = if error.line() == 0 {
+        "the body".to_owned()
+    } else {
+        format!("line {} column {}", error.line(), error.column())
+    };
     match error.classify() {
         Category::Syntax | Category::Eof => {
             format!("the request body is not valid JSON (at {position})")

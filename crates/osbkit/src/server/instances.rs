@@ -38,6 +38,7 @@ pub(crate) async fn provision(
     entry
         .validate(SchemaUse::Provision, &parameters)
         .map_err(BrokerError::BadRequest)?;
+    check_parameters(&broker, entry, OperationKind::Provision, &parameters, &caller)?;
     let asynchronous =
         run_asynchronously(&broker, entry, OperationKind::Provision, accepts_incomplete)?;
 
@@ -239,6 +240,7 @@ pub(crate) async fn update(
         target
             .validate(SchemaUse::Update, parameters)
             .map_err(BrokerError::BadRequest)?;
+        check_parameters(&broker, target, OperationKind::Update, parameters, &caller)?;
     }
 
     let maintenance_version = request
@@ -359,6 +361,11 @@ pub(crate) async fn deprovision(
     else {
         return Err(gone(&instance_id));
     };
+    if service_id != instance.service_id {
+        return Err(BrokerError::BadRequest(format!(
+            "service_id {service_id:?} is not the service of instance {instance_id:?}"
+        )));
+    }
     // The instance's own plan decides, since the platform may send a stale one.
     let entry = plan_entry(&broker, &instance.service_id, &instance.plan_id)
         .or_else(|_| plan_entry(&broker, service_id, plan_id))?;
@@ -369,12 +376,14 @@ pub(crate) async fn deprovision(
         accepts_incomplete,
     )?;
 
+    let mut job = stored_job(&caller);
+    job.provision_failed = instance.state == InstanceState::ProvisionFailed;
     let operation = engine::new_operation(
         OperationKind::Deprovision,
         &instance_id,
         None,
         asynchronous,
-        stored_job(&caller),
+        job,
         entry.plan.maximum_polling_duration,
     );
     let locked = store
@@ -429,6 +438,28 @@ pub(crate) fn run_asynchronously(
             kind.as_str()
         ))),
     }
+}
+
+/// Runs the backend's own parameter check, which can reject what the
+/// schema allows.
+pub(crate) fn check_parameters(
+    broker: &Broker,
+    entry: &PlanEntry,
+    kind: OperationKind,
+    parameters: &osbkit_types::JsonObject,
+    caller: &Caller,
+) -> Result<(), BrokerError> {
+    broker
+        .inner
+        .backend
+        .check_parameters(&entry.plan.id, kind, parameters)
+        .map_err(|error| {
+            let request_identity = caller.request_identity.clone();
+            if !error.is_client_error() {
+                tracing::error!(error = %error, "backend parameter check failed");
+            }
+            engine::to_broker_error(kind, error, request_identity)
+        })
 }
 
 pub(crate) fn plan_entry<'a>(

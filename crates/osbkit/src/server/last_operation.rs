@@ -77,9 +77,29 @@ async fn find_operation(
     };
 
     let operation = store.operation(token).await.map_err(internal(caller))?;
-    Ok(operation.filter(|operation| {
+    let operation = operation.filter(|operation| {
         operation.instance_id == instance_id && operation.binding_id.as_deref() == binding_id
-    }))
+    });
+    if operation.is_none() {
+        let resource_exists = match binding_id {
+            Some(binding_id) => store
+                .binding(binding_id)
+                .await
+                .map_err(internal(caller))?
+                .is_some_and(|binding| binding.instance_id == instance_id),
+            None => store
+                .instance(instance_id)
+                .await
+                .map_err(internal(caller))?
+                .is_some(),
+        };
+        if resource_exists {
+            return Err(BrokerError::BadRequest(format!(
+                "operation {token:?} is not an operation of this resource; send the operation value of the 202 response"
+            )));
+        }
+    }
+    Ok(operation)
 }
 
 async fn respond(

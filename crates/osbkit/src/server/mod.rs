@@ -28,6 +28,10 @@ use crate::error::BrokerError;
 /// only add optional fields, and 2.11 is the first with `context`.
 const OLDEST_MINOR_VERSION: u32 = 11;
 
+/// How long the server waits for each piece of a request body. A client
+/// that stops sending gets a 400 instead of holding its connection open.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The maximum length of a request identity that is echoed back. A longer
 /// one is replaced by a generated identity.
 const MAX_REQUEST_IDENTITY: usize = 256;
@@ -74,6 +78,7 @@ pub(crate) fn router(broker: Broker) -> Router {
         .route("/health", get(health))
         .merge(api)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::map_request(limit_body_read_time))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -110,6 +115,10 @@ async fn unknown_route() -> BrokerError {
 
 async fn method_not_allowed() -> BrokerError {
     BrokerError::MethodNotAllowed
+}
+
+async fn limit_body_read_time(request: Request) -> Request {
+    request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, body)))
 }
 
 async fn request_identity(mut request: Request, next: Next) -> Response {

@@ -124,6 +124,10 @@ pub struct StoredJob {
     pub bind_resource: Option<JsonObject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predecessor_binding_id: Option<String>,
+    /// Deprovision: the instance's provision had failed, so a failed
+    /// deprovision leaves it failed rather than ready.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provision_failed: bool,
 }
 
 /// The outcome of an operation.

@@ -119,6 +119,7 @@ impl SqliteStore {
 
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
+        restrict_to_owner(path)?;
         // Fewer, larger checkpoints: a page changed many times between two
         // checkpoints is copied into the database file once.
         writer
@@ -270,6 +271,27 @@ fn thread_index() -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     std::thread::current().id().hash(&mut hasher);
     hasher.finish() as usize
+}
+
+/// Makes the database and its WAL files readable by their owner only, since
+/// they contain parameters and, in development mode, the encryption key.
+fn restrict_to_owner(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files.iter().filter(|file| file.exists()) {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(|error| {
+            StoreError::new(format!(
+                "cannot restrict the permissions of {}: {error}",
+                file.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -710,6 +732,9 @@ fn apply_completion(
         }
         (Provision, _) => release_instance(Some(InstanceState::ProvisionFailed)),
         (Update, _) => release_instance(None),
+        (Deprovision, _) if operation.job.provision_failed => {
+            release_instance(Some(InstanceState::ProvisionFailed))
+        }
         (Deprovision, _) => release_instance(Some(InstanceState::Ready)),
         (Bind, _) => release_binding(BindingState::BindFailed),
         (Unbind, _) => release_binding(BindingState::Ready),
