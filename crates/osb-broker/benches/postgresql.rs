@@ -29,6 +29,12 @@
 //! | `OSB_BENCH_CYCLES_C8`  | 400     | cycles per run at concurrency 8              |
 //! | `OSB_BENCH_BURST`      | 100     | concurrent provisions in the burst test      |
 //! | `OSB_BENCH_WARMUP`     | 5       | uncounted cycles before each run, per path   |
+//! | `OSB_BENCH_BLOCKS`     | 4       | blocks each run's cycles are split into      |
+//!
+//! Within a run the two paths alternate block by block (direct, HTTP, HTTP,
+//! direct, ...), because the load of a shared machine drifts. A path's wall
+//! time is the sum of its blocks' wall times, and each block starts with idle
+//! workers, so at concurrency 8 every block has a short ramp up and down.
 //!
 //! The broker runs with the environment's `RUST_LOG`, or its default (`info`),
 //! and its log goes to /dev/null.
@@ -56,7 +62,7 @@ const PLAN_ID: &str = "1e6b3f9a-7c2d-4a5e-b0f8-3d9c2a1e7b64";
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
 const CONCURRENCY: [usize; 2] = [1, 8];
-/// The longest any one HTTP request may take before it counts as failed.
+/// Maximum time of one HTTP request before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the broker may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,6 +101,7 @@ struct Settings {
     cycles: [usize; 2],
     burst: usize,
     warmup: usize,
+    blocks: usize,
 }
 
 impl Settings {
@@ -107,6 +114,7 @@ impl Settings {
             ],
             burst: env_count("OSB_BENCH_BURST", 100, 1)?,
             warmup: env_count("OSB_BENCH_WARMUP", 5, 0)?,
+            blocks: env_count("OSB_BENCH_BLOCKS", 4, 1)?,
         })
     }
 }
@@ -142,13 +150,18 @@ async fn run(settings: Settings) -> ExitCode {
     println!("broker binary: {}", binary.display());
     println!("PostgreSQL {server_version} at 127.0.0.1:5432");
     println!(
-        "runs {}, cycles {} at concurrency 1 and {} at concurrency 8, burst {}, warm-up {}",
-        settings.runs, settings.cycles[0], settings.cycles[1], settings.burst, settings.warmup
+        "runs {}, cycles {} at concurrency 1 and {} at concurrency 8 in {} blocks, burst {}, warm-up {}",
+        settings.runs,
+        settings.cycles[0],
+        settings.cycles[1],
+        settings.blocks,
+        settings.burst,
+        settings.warmup
     );
 
-    let made = Made::default();
-    let outcome = measure_all(&settings, &binary, &made).await;
-    let cleanup = clean_up(&made).await;
+    let created = Created::default();
+    let outcome = measure_all(&settings, &binary, &created).await;
+    let cleanup = clean_up(&created).await;
 
     let mut failed = false;
     match outcome {
@@ -168,7 +181,9 @@ async fn run(settings: Settings) -> ExitCode {
         }
     }
     match cleanup {
-        Ok(count) => println!("\ncleanup: every instance of the bench is gone ({count} ids made)"),
+        Ok(count) => {
+            println!("\ncleanup: every instance of the bench is gone ({count} instance ids used)")
+        }
         Err(message) => {
             eprintln!("postgresql bench: cleanup: {message}");
             failed = true;
@@ -269,22 +284,22 @@ async fn postgres_version() -> Result<String, String> {
     Ok(row.get(0))
 }
 
-/// The instances the bench made and has not yet seen deprovisioned.
+/// The instances the bench created and has not yet seen deprovisioned.
 #[derive(Clone, Default)]
-struct Made {
-    inner: Arc<Mutex<MadeInner>>,
+struct Created {
+    inner: Arc<Mutex<CreatedInner>>,
 }
 
 #[derive(Default)]
-struct MadeInner {
+struct CreatedInner {
     /// Every instance id used, with its binding id when it had one.
     all: Vec<(String, Option<String>)>,
     /// Ids not yet confirmed deprovisioned.
     open: HashSet<String>,
 }
 
-impl Made {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MadeInner> {
+impl Created {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CreatedInner> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -306,10 +321,10 @@ impl Made {
 
 /// Deprovisions, on the backend directly, every instance not confirmed gone,
 /// then checks that no database or role of any bench id is left. Returns the
-/// number of ids made.
-async fn clean_up(made: &Made) -> Result<usize, String> {
+/// number of instance ids used.
+async fn clean_up(created: &Created) -> Result<usize, String> {
     let (all, open) = {
-        let inner = made.lock();
+        let inner = created.lock();
         (inner.all.clone(), inner.open.clone())
     };
     if !open.is_empty() {
@@ -324,7 +339,7 @@ async fn clean_up(made: &Made) -> Result<usize, String> {
                 .deprovision(&deprovision_job(instance_id, binding_ids))
                 .await
                 .map_err(|error| format!("deprovision of {instance_id} failed: {error}"))?;
-            made.close(instance_id);
+            created.close(instance_id);
         }
     }
 
@@ -376,12 +391,13 @@ async fn direct_backend() -> Result<PostgresBackend, String> {
             public_host: None,
             public_port: None,
             connect_timeout_seconds: 10,
+            name_prefix: "osb".to_owned(),
         },
     )]);
     PostgresBackend::new(&servers, vec![(PLAN_ID.to_owned(), plan_config())]).await
 }
 
-/// The broker's config: the same server and plan as [`direct_backend`].
+/// Returns the broker's config, with the same server and plan as [`direct_backend`].
 fn broker_config(state: &Path) -> Result<String, String> {
     let state = state
         .to_str()
@@ -432,6 +448,7 @@ impl BrokerProcess {
         let dir = std::env::temp_dir().join(format!("osb-bench-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+
         let config_path = dir.join("broker.toml");
         let written = broker_config(&dir.join("state.db")).and_then(|config| {
             std::fs::write(&config_path, config)
@@ -441,6 +458,7 @@ impl BrokerProcess {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(message);
         }
+
         let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
@@ -458,19 +476,21 @@ impl BrokerProcess {
                 return Err(format!("cannot start {}: {error}", binary.display()));
             }
         };
+
         // From here on, Drop stops the broker and removes the folder.
         let mut process = BrokerProcess {
             child,
             dir,
             base: String::new(),
         };
+
         let stdout = process
             .child
             .stdout
             .take()
             .ok_or("the broker's stdout is not piped")?;
         let (sender, receiver) = mpsc::channel();
-        // Reads until the broker closes stdout, so it never blocks on a full pipe.
+        // Reads stdout until the broker closes it, so the broker does not block on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -479,6 +499,7 @@ impl BrokerProcess {
                 }
             }
         });
+
         process.base = match receiver.recv_timeout(START_TIMEOUT) {
             Ok(address) => address,
             Err(_) => {
@@ -531,7 +552,7 @@ impl HttpPath {
         path: &str,
         body: Option<serde_json::Value>,
         expected: StatusCode,
-        what: &str,
+        operation: &str,
     ) -> Result<(), String> {
         let mut request = self
             .client
@@ -544,11 +565,13 @@ impl HttpPath {
         let response = request
             .send()
             .await
-            .map_err(|error| format!("{what}: {error}"))?;
+            .map_err(|error| format!("{operation}: {error}"))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status != expected {
-            return Err(format!("{what}: expected {expected}, got {status}: {text}"));
+            return Err(format!(
+                "{operation}: expected {expected}, got {status}: {text}"
+            ));
         }
         Ok(())
     }
@@ -630,7 +653,7 @@ fn deprovision_job(instance_id: &str, binding_ids: Vec<String>) -> DeprovisionJo
     }
 }
 
-/// The same cycle as [`HttpPath::cycle`], on the backend itself.
+/// Runs the same cycle as [`HttpPath::cycle`] on the backend itself.
 async fn direct_cycle(
     backend: &PostgresBackend,
     instance_id: &str,
@@ -698,7 +721,7 @@ impl PathKind {
     }
 }
 
-/// What one path is run against.
+/// The backend or broker that one path measures.
 #[derive(Clone)]
 enum Target {
     Direct(Arc<PostgresBackend>),
@@ -706,10 +729,10 @@ enum Target {
 }
 
 impl Target {
-    async fn cycle(&self, made: &Made) -> Result<Duration, String> {
+    async fn cycle(&self, created: &Created) -> Result<Duration, String> {
         let instance_id = uuid::Uuid::new_v4().to_string();
         let binding_id = uuid::Uuid::new_v4().to_string();
-        made.open(&instance_id, Some(&binding_id));
+        created.open(&instance_id, Some(&binding_id));
         let started = Instant::now();
         let result = match self {
             Target::Direct(backend) => direct_cycle(backend, &instance_id, &binding_id).await,
@@ -717,7 +740,7 @@ impl Target {
         };
         let elapsed = started.elapsed();
         result.map_err(|error| format!("cycle of instance {instance_id}: {error}"))?;
-        made.close(&instance_id);
+        created.close(&instance_id);
         Ok(elapsed)
     }
 }
@@ -728,16 +751,50 @@ struct Sample {
     wall: Duration,
     /// Per-cycle latencies, sorted.
     latencies: Vec<Duration>,
+    /// CPU time of the process that ran the operations: the bench for the
+    /// direct path, the broker for HTTP. PostgreSQL's CPU time is in neither.
+    cpu: Duration,
 }
 
 impl Sample {
+    /// Combines blocks of one path: their cycles, wall times and latencies add up.
+    fn merge(blocks: Vec<Sample>) -> Sample {
+        let mut merged = Sample {
+            cycles: 0,
+            wall: Duration::ZERO,
+            latencies: Vec::new(),
+            cpu: Duration::ZERO,
+        };
+        for mut block in blocks {
+            merged.cycles += block.cycles;
+            merged.wall += block.wall;
+            merged.cpu += block.cpu;
+            merged.latencies.append(&mut block.latencies);
+        }
+        merged.latencies.sort();
+        merged
+    }
+
     fn rate(&self) -> f64 {
         self.cycles as f64 / self.wall.as_secs_f64()
+    }
+
+    fn cpu_per_cycle(&self) -> Duration {
+        self.cpu / u32::try_from(self.cycles.max(1)).unwrap_or(u32::MAX)
     }
 
     fn percentile(&self, fraction: f64) -> Duration {
         percentile(&self.latencies, fraction)
     }
+}
+
+/// Splits `cycles` into `blocks` nearly equal parts, or fewer when there
+/// are fewer cycles than blocks.
+fn block_sizes(cycles: usize, blocks: usize) -> Vec<usize> {
+    let blocks = blocks.clamp(1, cycles.max(1));
+    (0..blocks)
+        .map(|index| cycles / blocks + usize::from(index < cycles % blocks))
+        .collect()
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -766,7 +823,7 @@ async fn measure(
     target: &Target,
     concurrency: usize,
     cycles: usize,
-    made: &Made,
+    created: &Created,
 ) -> Result<Sample, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -774,11 +831,11 @@ async fn measure(
     for _ in 0..concurrency {
         let target = target.clone();
         let next = next.clone();
-        let made = made.clone();
+        let created = created.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < cycles {
-                match target.cycle(&made).await {
+                match target.cycle(&created).await {
                     Ok(latency) => latencies.push(latency),
                     Err(error) => {
                         // The others stop after their current cycle.
@@ -812,6 +869,7 @@ async fn measure(
         cycles: latencies.len(),
         wall,
         latencies,
+        cpu: Duration::ZERO,
     })
 }
 
@@ -828,18 +886,20 @@ struct Burst {
 
 /// Sends `count` provisions at once, waits for all, then deprovisions the
 /// provisioned ones the same way.
-async fn burst(http: &HttpPath, count: usize, made: &Made) -> Burst {
+async fn burst(http: &HttpPath, count: usize, created: &Created) -> Burst {
     let ids: Vec<String> = (0..count)
         .map(|_| uuid::Uuid::new_v4().to_string())
         .collect();
     for id in &ids {
-        made.open(id, None);
+        created.open(id, None);
     }
+
     let (provision_wall, provision_results) = all_at_once(&ids, |id| {
         let http = http.clone();
         async move { http.provision(&id).await }
     })
     .await;
+
     let mut first_error = None;
     let mut provisioned = Vec::with_capacity(count);
     for (id, result) in ids.iter().zip(provision_results) {
@@ -852,22 +912,26 @@ async fn burst(http: &HttpPath, count: usize, made: &Made) -> Burst {
             }
         }
     }
+
     let provision_errors = count - provisioned.len();
+
     let (deprovision_wall, deprovision_results) = all_at_once(&provisioned, |id| {
         let http = http.clone();
         async move { http.deprovision(&id).await }
     })
     .await;
+
     let mut deprovision_errors = 0;
     for (id, result) in provisioned.iter().zip(deprovision_results) {
         match result {
-            Ok(()) => made.close(id),
+            Ok(()) => created.close(id),
             Err(error) => {
                 deprovision_errors += 1;
                 first_error.get_or_insert(error);
             }
         }
     }
+
     Burst {
         provision_wall,
         provision_errors,
@@ -878,8 +942,8 @@ async fn burst(http: &HttpPath, count: usize, made: &Made) -> Burst {
     }
 }
 
-/// Runs `call` for every id on its own task at once; returns the wall time
-/// until the last one ended and each result in the order of `ids`.
+/// Runs `call` for every id at once, each on its own task. Returns the wall
+/// time until the last one ended, and the results in the order of `ids`.
 async fn all_at_once<F, Fut>(ids: &[String], call: F) -> (Duration, Vec<Result<(), String>>)
 where
     F: Fn(String) -> Fut,
@@ -929,31 +993,34 @@ impl Results {
 
     fn print_summary(&self, settings: &Settings) {
         println!("\n## Medians over {} runs\n", settings.runs);
-        println!("| path | concurrency | cycles per run | cycles/s | p50 cycle (ms) | p99 cycle (ms) | wall per run (s) |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| path | concurrency | cycles per run | cycles/s | p50 cycle (ms) | p99 cycle (ms) | wall per run (s) | client-side CPU per cycle (ms) |");
+        println!("|---|---|---|---|---|---|---|---|");
         for (level, concurrency) in CONCURRENCY.iter().enumerate() {
             for kind in [PathKind::Direct, PathKind::Http] {
                 println!(
-                    "| {} | {concurrency} | {} | {:.2} | {:.1} | {:.1} | {:.2} |",
+                    "| {} | {concurrency} | {} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} |",
                     kind.label(),
                     settings.cycles[level],
                     self.median_of(kind, level, Sample::rate),
                     self.median_of(kind, level, |s| millis(s.percentile(0.50))),
                     self.median_of(kind, level, |s| millis(s.percentile(0.99))),
                     self.median_of(kind, level, |s| s.wall.as_secs_f64()),
+                    self.median_of(kind, level, |s| millis(s.cpu_per_cycle())),
                 );
             }
         }
 
         println!("\n## Broker overhead: (HTTP time - direct time) / direct time\n");
-        println!("| concurrency | from median wall times | per run (paired) | from median p50 latencies |");
-        println!("|---|---|---|---|");
+        println!("| concurrency | from median wall times | per run (paired) | from median p50 latencies | broker CPU - direct CPU per cycle (ms) |");
+        println!("|---|---|---|---|---|");
         for (level, concurrency) in CONCURRENCY.iter().enumerate() {
             let direct_wall = self.median_of(PathKind::Direct, level, |s| s.wall.as_secs_f64());
             let http_wall = self.median_of(PathKind::Http, level, |s| s.wall.as_secs_f64());
             let direct_p50 =
                 self.median_of(PathKind::Direct, level, |s| millis(s.percentile(0.50)));
             let http_p50 = self.median_of(PathKind::Http, level, |s| millis(s.percentile(0.50)));
+            let extra_cpu = self.median_of(PathKind::Http, level, |s| millis(s.cpu_per_cycle()))
+                - self.median_of(PathKind::Direct, level, |s| millis(s.cpu_per_cycle()));
             let paired: Vec<String> = self
                 .runs_of(PathKind::Direct, level)
                 .iter()
@@ -967,7 +1034,7 @@ impl Results {
                 })
                 .collect();
             println!(
-                "| {concurrency} | {:+.1} % | {} | {:+.1} % |",
+                "| {concurrency} | {:+.1} % | {} | {:+.1} % | {extra_cpu:+.2} |",
                 100.0 * (http_wall - direct_wall) / direct_wall,
                 paired.join(", "),
                 100.0 * (http_p50 - direct_p50) / direct_p50,
@@ -1014,19 +1081,55 @@ impl Results {
     }
 }
 
+/// Returns the user and system CPU time of process `pid` from /proc, or zero
+/// where /proc is missing.
+fn cpu_time(pid: u32, ticks_per_second: u64) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The command name may contain spaces, so the fields are counted from
+    // its closing parenthesis: utime and stime are the 14th and 15th fields.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64)
+}
+
+/// Returns the kernel's clock ticks per second from `getconf CLK_TCK`, or
+/// 100, the Linux default, when that fails.
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-async fn measure_all(settings: &Settings, binary: &Path, made: &Made) -> Result<Results, String> {
+async fn measure_all(
+    settings: &Settings,
+    binary: &Path,
+    created: &Created,
+) -> Result<Results, String> {
     let mut results = Results {
         samples: BTreeMap::new(),
         bursts: Vec::new(),
     };
+    let ticks_per_second = clock_ticks_per_second();
     for run in 0..settings.runs {
-        // A fresh broker, state file and backend per run; the direct and the
-        // HTTP measurements alternate so that drift in the machine's load
-        // reaches both.
+        // Each run gets a fresh broker, state file and backend.
         let broker = BrokerProcess::start(binary)?;
         let http_path = HttpPath::new(&broker.base)?;
         let http = Target::Http(http_path.clone());
@@ -1039,29 +1142,54 @@ async fn measure_all(settings: &Settings, binary: &Path, made: &Made) -> Result<
         );
         for target in [&direct, &http] {
             if settings.warmup > 0 {
-                measure(target, 1, settings.warmup, made).await?;
+                measure(target, 1, settings.warmup, created).await?;
             }
         }
         for (level, concurrency) in CONCURRENCY.iter().enumerate() {
-            for (kind, target) in [(PathKind::Direct, &direct), (PathKind::Http, &http)] {
-                let sample = measure(target, *concurrency, settings.cycles[level], made)
-                    .await
-                    .map_err(|error| {
-                        format!("{} at concurrency {concurrency}: {error}", kind.label())
-                    })?;
+            let mut parts: BTreeMap<PathKind, Vec<Sample>> = BTreeMap::new();
+            for (index, size) in block_sizes(settings.cycles[level], settings.blocks)
+                .into_iter()
+                .enumerate()
+            {
+                // ABBA order, so that a steady drift in load reaches both paths alike.
+                let order = if index % 2 == 0 {
+                    [PathKind::Direct, PathKind::Http]
+                } else {
+                    [PathKind::Http, PathKind::Direct]
+                };
+                for kind in order {
+                    let (target, pid) = match kind {
+                        PathKind::Direct => (&direct, std::process::id()),
+                        PathKind::Http => (&http, broker.child.id()),
+                    };
+                    let cpu_before = cpu_time(pid, ticks_per_second);
+                    let mut sample =
+                        measure(target, *concurrency, size, created)
+                            .await
+                            .map_err(|error| {
+                                format!("{} at concurrency {concurrency}: {error}", kind.label())
+                            })?;
+                    let cpu_after = cpu_time(pid, ticks_per_second);
+                    sample.cpu = cpu_after.saturating_sub(cpu_before);
+                    parts.entry(kind).or_default().push(sample);
+                }
+            }
+            for (kind, blocks) in parts {
+                let sample = Sample::merge(blocks);
                 println!(
-                    "  {:<25} concurrency {concurrency}: {} cycles in {:.2} s, {:.2} cycles/s, p50 {:.1} ms, p99 {:.1} ms",
+                    "  {:<25} concurrency {concurrency}: {} cycles in {:.2} s, {:.2} cycles/s, p50 {:.1} ms, p99 {:.1} ms, CPU {:.2} ms/cycle",
                     kind.label(),
                     sample.cycles,
                     sample.wall.as_secs_f64(),
                     sample.rate(),
                     millis(sample.percentile(0.50)),
                     millis(sample.percentile(0.99)),
+                    millis(sample.cpu_per_cycle()),
                 );
                 results.samples.insert((kind, level, run), sample);
             }
         }
-        let outcome = burst(&http_path, settings.burst, made).await;
+        let outcome = burst(&http_path, settings.burst, created).await;
         println!(
             "  burst: {} provisions in {:.2} s with {} errors, {} deprovisions in {:.2} s with {} errors",
             settings.burst,

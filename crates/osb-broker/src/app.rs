@@ -40,7 +40,8 @@ pub async fn sealer(config: &Config, store: &dyn Store) -> Result<Sealer, String
         .setting_or_insert(KEY_CHECK_SETTING, &hex(&check))
         .await
         .map_err(|error| error.to_string())?;
-    let opens = unhex(&stored).is_some_and(|sealed| sealer.open(KEY_CHECK_SETTING, &sealed).is_ok());
+    let opens =
+        unhex(&stored).is_some_and(|sealed| sealer.open(KEY_CHECK_SETTING, &sealed).is_ok());
     if !opens {
         return Err(format!(
             "state.encryption_key: this key cannot decrypt the credentials already stored in {}; start with the key they were stored with",
@@ -55,7 +56,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

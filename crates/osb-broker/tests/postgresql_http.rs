@@ -37,6 +37,11 @@ impl Drop for Broker {
 /// Starts the binary with the example config on a free port and a fresh
 /// state file, and returns once it prints its address.
 async fn start_broker() -> Broker {
+    start_broker_with("").await
+}
+
+/// Like [`start_broker`], with `extra` added at the end of the config.
+async fn start_broker_with(extra: &str) -> Broker {
     admin().await;
     let dir = std::env::temp_dir().join(format!("osbkit-http-{}", new_id()));
     std::fs::create_dir(&dir).expect("create temporary folder");
@@ -56,6 +61,7 @@ async fn start_broker() -> Broker {
         config.contains("127.0.0.1:0"),
         "the example's listen line changed"
     );
+    let config = format!("{config}\n{extra}");
     let config_path = dir.join("postgresql.toml");
     std::fs::write(&config_path, config).expect("write config");
 
@@ -320,5 +326,98 @@ async fn http_readonly_plan_rejects_write_access() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_nothing_left(&admin, &instance_id).await;
+}
+
+/// A plan of the example's service with no parameter schemas, whose
+/// operations always run in the background.
+const NO_SCHEMA: &str = "0b5d2c1e-9f3a-4d6b-8e7c-5a4b3c2d1e0f";
+const NO_SCHEMA_PLAN: &str = r#"
+[[services.plans]]
+id = "0b5d2c1e-9f3a-4d6b-8e7c-5a4b3c2d1e0f"
+name = "no-schema"
+description = "A plan without parameter schemas"
+free = true
+backend = { type = "postgresql", server = "default", extensions = ["pgcrypto"], execution = "async_only" }
+"#;
+
+#[tokio::test]
+async fn http_async_invalid_parameters_rejected() {
+    let broker = start_broker_with(NO_SCHEMA_PLAN).await;
+    let admin = admin().await;
+    let instance_id = new_id();
+    let _instance_guard = guard(&instance_id);
+    let names = InstanceNames::new(&instance_id);
+    let instance_path = format!("/v2/service_instances/{instance_id}?accepts_incomplete=true");
+
+    for parameters in [
+        json!({"superuser": true}),
+        json!({"extensions": ["postgis"]}),
+        json!({"extensions": "pgcrypto"}),
+    ] {
+        let (status, body) = broker
+            .call(
+                Method::PUT,
+                &instance_path,
+                Some(provision_body(NO_SCHEMA, parameters.clone())),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{parameters}: {body}");
+    }
+    assert!(!database_exists(&admin, &names.database).await);
+
+    let (status, body) = broker
+        .call(
+            Method::PUT,
+            &instance_path,
+            Some(provision_body(
+                NO_SCHEMA,
+                json!({"extensions": ["pgcrypto"]}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        broker.wait(&instance_id, &body["operation"]).await,
+        "succeeded"
+    );
+
+    let binding_path = format!(
+        "/v2/service_instances/{instance_id}/service_bindings/{}?accepts_incomplete=true",
+        new_id()
+    );
+    for parameters in [json!({"read_only": "yes"}), json!({"extensions": []})] {
+        let (status, body) = broker
+            .call(
+                Method::PUT,
+                &binding_path,
+                Some(bind_body(NO_SCHEMA, parameters.clone())),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{parameters}: {body}");
+    }
+
+    let (status, body) = broker
+        .call(
+            Method::PATCH,
+            &instance_path,
+            Some(json!({
+                "service_id": SERVICE,
+                "plan_id": NO_SCHEMA,
+                "parameters": {"extensions": ["hstore"]},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, body) = broker
+        .call(
+            Method::DELETE,
+            &format!("{instance_path}&service_id={SERVICE}&plan_id={NO_SCHEMA}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(broker.wait(&instance_id, &body["operation"]).await, "gone");
     assert_nothing_left(&admin, &instance_id).await;
 }

@@ -32,9 +32,17 @@ async fn failed_delete_keeps_failed_provision() {
     let instance_id = new_id();
 
     let provision = broker.provision(&instance_id, PLAN_FAILING, false).await;
-    assert_eq!(provision.status, 500, "the provision fails: {}", provision.text);
+    assert_eq!(
+        provision.status, 500,
+        "the provision fails: {}",
+        provision.text
+    );
     let delete = broker
-        .delete(&delete_path(&instance_path(&instance_id, false), PLAN_FAILING, false))
+        .delete(&delete_path(
+            &instance_path(&instance_id, false),
+            PLAN_FAILING,
+            false,
+        ))
         .await;
     assert_eq!(delete.status, 500, "the delete fails too: {}", delete.text);
 
@@ -65,7 +73,11 @@ async fn delete_with_other_service_rejected() {
     let reply = broker.delete(&path).await;
     reply.assert_osb_error(400, "a delete naming another service is rejected");
     let fetched = broker.get(&instance_path(&instance_id, false)).await;
-    assert_eq!(fetched.status, 200, "the instance is still there: {}", fetched.text);
+    assert_eq!(
+        fetched.status, 200,
+        "the instance is still there: {}",
+        fetched.text
+    );
 }
 
 #[tokio::test]

@@ -55,7 +55,8 @@ impl Backend for PlanRouter {
         kind: OperationKind,
         parameters: &osbkit::types::JsonObject,
     ) -> Result<(), BackendError> {
-        self.backend(plan_id)?.check_parameters(plan_id, kind, parameters)
+        self.backend(plan_id)?
+            .check_parameters(plan_id, kind, parameters)
     }
 
     fn dashboard_url(&self, plan_id: &str, instance_id: &str) -> Option<String> {

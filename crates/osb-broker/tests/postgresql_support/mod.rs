@@ -55,6 +55,7 @@ pub fn server_config(url: &str) -> ServerConfig {
         public_host: None,
         public_port: None,
         connect_timeout_seconds: 5,
+        name_prefix: "osb".to_owned(),
     }
 }
 
@@ -87,6 +88,17 @@ pub fn plans() -> Vec<(String, PlanConfig)> {
 pub async fn backend() -> PostgresBackend {
     admin().await;
     backend_for(ADMIN_URL).await
+}
+
+/// Builds a backend for the local server whose names start with `prefix`.
+pub async fn backend_with_prefix(prefix: &str) -> PostgresBackend {
+    admin().await;
+    let mut server = server_config(ADMIN_URL);
+    server.name_prefix = prefix.to_owned();
+    let servers = BTreeMap::from([("default".to_owned(), server)]);
+    PostgresBackend::new(&servers, plans())
+        .await
+        .expect("the test configuration is valid")
 }
 
 /// Builds a backend whose only server is at `url`.
@@ -297,18 +309,21 @@ pub async fn assert_nothing_left(admin: &Client, instance_id: &str) {
 /// Drops every object of an instance when dropped, so a test that fails
 /// halfway leaves nothing behind. Uses plain SQL, not the backend under test.
 pub struct InstanceGuard {
-    instance_id: String,
+    names: InstanceNames,
 }
 
 pub fn guard(instance_id: &str) -> InstanceGuard {
-    InstanceGuard {
-        instance_id: instance_id.to_owned(),
-    }
+    guard_names(InstanceNames::new(instance_id))
+}
+
+/// Like [`guard`], for the names of a backend with another name prefix.
+pub fn guard_names(names: InstanceNames) -> InstanceGuard {
+    InstanceGuard { names }
 }
 
 impl Drop for InstanceGuard {
     fn drop(&mut self) {
-        let names = InstanceNames::new(&self.instance_id);
+        let names = self.names.clone();
         // Drop runs inside the test's runtime, so the cleanup gets a thread
         // and a runtime of its own.
         let cleanup = std::thread::spawn(move || {

@@ -48,9 +48,9 @@ impl<T: DeserializeOwned> FromRequest<Broker> for OsbJson<T> {
                     BrokerError::PayloadTooLarge(limit)
                 } else {
                     BrokerError::BadRequest(
-                    "the request body could not be read: it ended early or arrived too slowly"
-                        .to_owned(),
-                )
+                        "the request body could not be read: it ended early or arrived too slowly"
+                            .to_owned(),
+                    )
                 }
             })?;
         if body.iter().all(u8::is_ascii_whitespace) {

@@ -38,7 +38,13 @@ pub(crate) async fn provision(
     entry
         .validate(SchemaUse::Provision, &parameters)
         .map_err(BrokerError::BadRequest)?;
-    check_parameters(&broker, entry, OperationKind::Provision, &parameters, &caller)?;
+    check_parameters(
+        &broker,
+        entry,
+        OperationKind::Provision,
+        &parameters,
+        &caller,
+    )?;
     let asynchronous =
         run_asynchronously(&broker, entry, OperationKind::Provision, accepts_incomplete)?;
 

@@ -118,7 +118,12 @@ async fn method_not_allowed() -> BrokerError {
 }
 
 async fn limit_body_read_time(request: Request) -> Request {
-    request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, body)))
+    request.map(|body| {
+        Body::new(tower_http::timeout::TimeoutBody::new(
+            BODY_READ_TIMEOUT,
+            body,
+        ))
+    })
 }
 
 async fn request_identity(mut request: Request, next: Next) -> Response {

@@ -123,7 +123,9 @@ impl SqliteStore {
         // Fewer, larger checkpoints: a page changed many times between two
         // checkpoints is copied into the database file once.
         writer
-            .execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;")
+            .execute_batch(
+                "PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864;",
+            )
             .map_err(StoreError::new)?;
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
@@ -237,11 +239,13 @@ fn write_batches(connection: Connection, receiver: std::sync::mpsc::Receiver<Wri
         } else {
             "ROLLBACK"
         };
-        let commit = run_cached(&connection, finish).map(|_| ()).map_err(|error| {
-            let _ = connection.execute_batch("ROLLBACK");
-            tracing::error!(error = %error, "could not commit to the state database");
-            error.to_string()
-        });
+        let commit = run_cached(&connection, finish)
+            .map(|_| ())
+            .map_err(|error| {
+                let _ = connection.execute_batch("ROLLBACK");
+                tracing::error!(error = %error, "could not commit to the state database");
+                error.to_string()
+            });
         for reply in replies {
             reply(commit.clone());
         }
@@ -284,12 +288,14 @@ fn restrict_to_owner(path: &Path) -> Result<(), StoreError> {
         files.push(name.into());
     }
     for file in files.iter().filter(|file| file.exists()) {
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(|error| {
-            StoreError::new(format!(
-                "cannot restrict the permissions of {}: {error}",
-                file.display()
-            ))
-        })?;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(
+            |error| {
+                StoreError::new(format!(
+                    "cannot restrict the permissions of {}: {error}",
+                    file.display()
+                ))
+            },
+        )?;
     }
     Ok(())
 }

@@ -8,7 +8,6 @@ use super::catalog::{
 };
 use super::credentials::{self, Password, Target};
 use super::instance::{ensure_reader, missing_database};
-use super::names::InstanceNames;
 use super::params::binding_read_only;
 use super::sql::{execute, execute_ignoring, quote_ident, quote_literal};
 use super::PostgresBackend;
@@ -21,7 +20,7 @@ pub async fn bind(
     let plan = backend.plan(&job.plan_id)?;
     let read_only = binding_read_only(&job.parameters, plan)?;
     let server = backend.server(plan);
-    let names = InstanceNames::new(&job.instance_id);
+    let names = server.naming.instance(&job.instance_id);
     let role = names.binding_role(&job.binding_id);
     let admin = server.admin().await?;
     if !database_exists(server, &admin, &names.database).await? {
@@ -121,7 +120,7 @@ pub async fn bind(
 pub async fn unbind(backend: &PostgresBackend, job: &UnbindJob) -> Result<(), BackendError> {
     let plan = backend.plan(&job.plan_id)?;
     let server = backend.server(plan);
-    let names = InstanceNames::new(&job.instance_id);
+    let names = server.naming.instance(&job.instance_id);
     let role = names.binding_role(&job.binding_id);
     let admin = server.admin().await?;
     if !role_exists(server, &admin, &role).await? {

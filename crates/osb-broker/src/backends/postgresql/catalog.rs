@@ -40,8 +40,42 @@ pub async fn database_exists(
     Ok(row.is_some())
 }
 
+/// The catalog entry of a database: owner, comment and state.
+#[derive(Debug, Clone)]
+pub struct DatabaseInfo {
+    /// The role that owns it.
+    pub owner: String,
+    /// Its comment, if any.
+    pub comment: Option<String>,
+    /// Whether it is invalid: a `DROP DATABASE` began on it but did not
+    /// finish, and it can only be dropped now. PostgreSQL 15 and later mark
+    /// it with a connection limit of -2.
+    pub invalid: bool,
+}
+
+/// Returns the owner, comment and state of `database`, or `None` when
+/// there is no such database.
+pub async fn database_info(
+    server: &Server,
+    client: &Client,
+    database: &str,
+) -> Result<Option<DatabaseInfo>, BackendError> {
+    let row = client
+        .query_opt(
+            "SELECT pg_catalog.pg_get_userbyid(datdba)::text,                     pg_catalog.shobj_description(oid, 'pg_database'),                     datconnlimit = -2              FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(|error| to_backend_error(&server.key, "look up database", error))?;
+    Ok(row.map(|row| DatabaseInfo {
+        owner: row.get(0),
+        comment: row.get(1),
+        invalid: row.get(2),
+    }))
+}
+
 /// Tells whether `database` exists and accepts connections, which it stops
-/// doing early in a deprovision.
+/// doing early in a deprovision, and which an invalid database never does.
 pub async fn database_accepts_connections(
     server: &Server,
     client: &Client,
@@ -49,7 +83,8 @@ pub async fn database_accepts_connections(
 ) -> Result<bool, BackendError> {
     let row = client
         .query_opt(
-            "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1",
+            "SELECT datallowconn AND datconnlimit <> -2 FROM pg_catalog.pg_database \
+             WHERE datname = $1",
             &[&database],
         )
         .await

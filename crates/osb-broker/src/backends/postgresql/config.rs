@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use osbkit::Execution;
 use serde::Deserialize;
 
+use super::names::DEFAULT_PREFIX;
+
 /// The server key a plan uses when it names none.
 pub const DEFAULT_SERVER: &str = "default";
 
@@ -34,10 +36,19 @@ pub struct ServerConfig {
     /// Seconds to wait for a connection before the server counts as unavailable.
     #[serde(default = "default_connect_timeout_seconds")]
     pub connect_timeout_seconds: u64,
+    /// The start of the name of every database and role the broker makes on
+    /// this server: a lower-case letter, then up to 11 lower-case letters or
+    /// digits. Brokers sharing a server need different prefixes.
+    #[serde(default = "default_name_prefix")]
+    pub name_prefix: String,
 }
 
 fn default_connect_timeout_seconds() -> u64 {
     10
+}
+
+fn default_name_prefix() -> String {
+    DEFAULT_PREFIX.to_owned()
 }
 
 // The URL may carry the admin password, so Debug shows it redacted.
@@ -50,6 +61,7 @@ impl fmt::Debug for ServerConfig {
             .field("public_host", &self.public_host)
             .field("public_port", &self.public_port)
             .field("connect_timeout_seconds", &self.connect_timeout_seconds)
+            .field("name_prefix", &self.name_prefix)
             .finish()
     }
 }

@@ -17,6 +17,7 @@ use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::config::{ServerConfig, TlsMode};
+use super::names::Naming;
 use super::sql::to_backend_error;
 
 /// Idle admin connections kept per server. Operations are rare and short,
@@ -39,6 +40,8 @@ pub struct Server {
     pub public_host: String,
     /// Port that applications connect to.
     pub public_port: u16,
+    /// The naming scheme of the broker's databases and roles on this server.
+    pub naming: Naming,
     idle: Mutex<Vec<Client>>,
 }
 
@@ -50,6 +53,7 @@ impl fmt::Debug for Server {
             .field("tls_mode", &self.tls_mode)
             .field("public_host", &self.public_host)
             .field("public_port", &self.public_port)
+            .field("naming", &self.naming)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +63,8 @@ impl Server {
     /// broker starts while a server is down.
     pub fn new(key: &str, config: &ServerConfig) -> Result<Self, String> {
         let field = format!("postgresql.servers.{key}");
+        let naming = Naming::new(&config.name_prefix)
+            .map_err(|error| format!("{field}.name_prefix {error}"))?;
         // The parse error may quote the URL, so only its kind is shown.
         let mut driver_config: tokio_postgres::Config = config.url.parse().map_err(|_| {
             format!(
@@ -137,6 +143,7 @@ impl Server {
             ca_pem,
             public_host,
             public_port: config.public_port.unwrap_or(admin_port),
+            naming,
             idle: Mutex::new(Vec::new()),
         })
     }

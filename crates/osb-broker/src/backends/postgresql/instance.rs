@@ -7,13 +7,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::catalog::{
-    binding_roles, database_exists, drop_role, ensure_group_role, grant_to_admin, server_version,
-    terminate_sessions,
+    binding_roles, database_exists, database_info, drop_role, ensure_group_role, grant_to_admin,
+    server_version, terminate_sessions, DatabaseInfo,
 };
-use super::connect::Server;
+use super::connect::{PooledClient, Server};
 use super::names::InstanceNames;
 use super::params::requested_extensions;
-use super::sql::{execute, execute_ignoring, quote_ident, quote_literal, to_backend_error};
+use super::sql::{execute, quote_ident, quote_literal, to_backend_error};
 use super::PostgresBackend;
 
 /// First `server_version_num` with `DROP DATABASE ... WITH (FORCE)`.
@@ -29,8 +29,17 @@ pub async fn provision(
     let plan = backend.plan(&job.plan_id)?;
     let extensions = requested_extensions(&job.parameters, plan)?;
     let server = backend.server(plan);
-    let names = InstanceNames::new(&job.instance_id);
+    let names = server.naming.instance(&job.instance_id);
     let admin = server.admin().await?;
+
+    // A database of this name that is not ours stops the provision before
+    // anything is made. One of ours is owned by the owner role, so one
+    // without a marker is checked again once the role exists.
+    if let Some(info) = database_info(server, &admin, &names.database).await? {
+        if !is_ours(&info, &names) {
+            return Err(not_ours(server, &names));
+        }
+    }
 
     ensure_group_role(server, &admin, "create owner role", &names.owner).await?;
     grant_to_admin(server, &admin, "grant owner role to admin", &names.owner).await?;
@@ -78,7 +87,7 @@ pub async fn update(
     }
     let extensions = requested_extensions(&job.parameters, plan)?;
     let server = backend.server(plan);
-    let names = InstanceNames::new(&job.instance_id);
+    let names = server.naming.instance(&job.instance_id);
     let admin = server.admin().await?;
     if !database_exists(server, &admin, &names.database).await? {
         return Err(missing_database(&job.instance_id, &names));
@@ -107,16 +116,35 @@ pub async fn deprovision(
 ) -> Result<(), BackendError> {
     let plan = backend.plan(&job.plan_id)?;
     let server = backend.server(plan);
-    let names = InstanceNames::new(&job.instance_id);
-    let admin = server.admin().await?;
+    let names = server.naming.instance(&job.instance_id);
+    let mut admin = server.admin().await?;
 
-    let exists = database_exists(server, &admin, &names.database).await?;
-    if exists {
-        block_connections(server, &admin, &names).await?;
+    let info = database_info(server, &admin, &names.database).await?;
+    let ours = match info {
+        Some(info) if is_ours(&info, &names) => Some(info),
+        Some(_) => {
+            // Made by someone else, so the broker leaves it alone. Its own
+            // roles, if any, still go.
+            tracing::warn!(
+                instance_id = %job.instance_id,
+                server = %server.key,
+                database = %names.database,
+                "database was not made for this instance by this broker; leaving it alone"
+            );
+            None
+        }
+        None => None,
+    };
+    // An invalid database is one whose drop began and did not finish; it
+    // accepts no ALTER, and dropping it again finishes the job.
+    if let Some(info) = &ours {
+        if !info.invalid {
+            block_connections(server, &mut admin, &names).await?;
+        }
     }
     backend.checkpoint("deprovision:block_connections")?;
 
-    if exists {
+    if ours.is_some() {
         drop_database(server, &admin, &names).await?;
     }
     backend.checkpoint("deprovision:drop_database")?;
@@ -162,24 +190,77 @@ pub fn missing_database(instance_id: &str, names: &InstanceNames) -> BackendErro
     ))
 }
 
+/// Tells whether a database with the instance's name is the broker's.
+/// It is when it has the instance's marker as its comment. It also is when
+/// it has no comment and belongs to the instance's owner role: a database
+/// made before markers existed, or one whose provision stopped between
+/// `CREATE DATABASE` and the comment.
+pub fn is_ours(info: &DatabaseInfo, names: &InstanceNames) -> bool {
+    match &info.comment {
+        Some(comment) => *comment == names.marker,
+        None => info.owner == names.owner,
+    }
+}
+
+/// Returns the error for a database of the instance's name that the broker
+/// did not make for the instance.
+fn not_ours(server: &Server, names: &InstanceNames) -> BackendError {
+    tracing::error!(
+        server = %server.key,
+        database = %names.database,
+        "a database of the instance's name exists but was not made for it by this broker"
+    );
+    BackendError::Unprocessable(format!(
+        "a database named {} already exists on server {}; it was not made for this \
+         instance by this broker, so the broker leaves it alone. If several brokers share \
+         the server, give each its own name_prefix; otherwise ask the operator to look \
+         into that database",
+        names.database, server.key
+    ))
+}
+
+/// Creates the instance's database and marks it as the broker's, or checks
+/// that the one already there is the broker's, from an earlier run.
 async fn ensure_database(
     server: &Server,
     admin: &Client,
     names: &InstanceNames,
 ) -> Result<(), BackendError> {
-    let owner = admin
-        .query_opt(
-            "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database \
-             WHERE datname = $1",
-            &[&names.database],
-        )
-        .await
-        .map_err(|error| to_backend_error(&server.key, "look up database", error))?
-        .map(|row| row.get::<_, String>(0));
-    match owner {
-        Some(owner) if owner == names.owner => Ok(()),
-        // Made by an earlier run under another owner; repair it.
-        Some(_) => {
+    let info = match database_info(server, admin, &names.database).await? {
+        Some(info) => info,
+        None => {
+            // CREATE DATABASE cannot run inside a transaction, so a crash
+            // leaves either no database or a whole one, maybe without the
+            // marker, which comes right after.
+            let statement = format!(
+                "CREATE DATABASE {} OWNER {} TEMPLATE template0",
+                quote_ident(&names.database),
+                quote_ident(&names.owner)
+            );
+            match admin.batch_execute(&statement).await {
+                Ok(()) => return mark_database(server, admin, names).await,
+                // Someone made it since the look-up; check theirs.
+                Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => {
+                    database_info(server, admin, &names.database)
+                        .await?
+                        .ok_or_else(|| {
+                            BackendError::internal(format!(
+                                "database {} was made and dropped by someone else \
+                                 during the provision",
+                                names.database
+                            ))
+                        })?
+                }
+                Err(error) => return Err(to_backend_error(&server.key, "create database", error)),
+            }
+        }
+    };
+    match &info.comment {
+        Some(comment) if *comment == names.marker => {
+            if info.owner == names.owner {
+                return Ok(());
+            }
+            // Ours, but its owner changed since; repair it.
             let statement = format!(
                 "ALTER DATABASE {} OWNER TO {}",
                 quote_ident(&names.database),
@@ -187,24 +268,61 @@ async fn ensure_database(
             );
             execute(&server.key, admin, "set database owner", &statement).await
         }
-        // CREATE DATABASE cannot run inside a transaction, so a crash leaves
-        // either no database or a whole one.
-        None => {
-            let statement = format!(
-                "CREATE DATABASE {} OWNER {} TEMPLATE template0",
-                quote_ident(&names.database),
-                quote_ident(&names.owner)
-            );
-            execute_ignoring(
-                &server.key,
-                admin,
-                "create database",
-                &statement,
-                &SqlState::DUPLICATE_DATABASE,
-            )
-            .await
+        // An earlier run stopped before the marker. The owner role alone
+        // does not prove it: the database must also be as CREATE DATABASE
+        // left it.
+        None if info.owner == names.owner && !info.invalid => {
+            if database_is_empty(server, names).await? {
+                mark_database(server, admin, names).await
+            } else {
+                Err(not_ours(server, names))
+            }
         }
+        _ => Err(not_ours(server, names)),
     }
+}
+
+/// Puts the instance's marker on its database.
+async fn mark_database(
+    server: &Server,
+    admin: &Client,
+    names: &InstanceNames,
+) -> Result<(), BackendError> {
+    let statement = format!(
+        "COMMENT ON DATABASE {} IS {}",
+        quote_ident(&names.database),
+        quote_literal(&names.marker)
+    );
+    execute(&server.key, admin, "mark database", &statement).await
+}
+
+/// Tells whether the instance's database contains nothing but what
+/// `CREATE DATABASE` puts in it.
+async fn database_is_empty(server: &Server, names: &InstanceNames) -> Result<bool, BackendError> {
+    let database = server
+        .connect(Some(&names.database), "connect to instance database")
+        .await?;
+    let row = database
+        .query_one(
+            "WITH user_schemas AS ( \
+                 SELECT oid, nspname FROM pg_catalog.pg_namespace \
+                 WHERE nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND nspname !~ '^pg_(toast|temp_|toast_temp_)' \
+             ) \
+             SELECT NOT EXISTS (SELECT 1 FROM user_schemas WHERE nspname <> 'public') \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class \
+                                WHERE relnamespace IN (SELECT oid FROM user_schemas)) \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc \
+                                WHERE pronamespace IN (SELECT oid FROM user_schemas)) \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type \
+                                WHERE typnamespace IN (SELECT oid FROM user_schemas)) \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension \
+                                WHERE extname <> 'plpgsql')",
+            &[],
+        )
+        .await
+        .map_err(|error| to_backend_error(&server.key, "check database is empty", error))?;
+    Ok(row.get(0))
 }
 
 /// Applies the settings a plan controls and takes every default right on
@@ -326,9 +444,14 @@ async fn create_extensions(
 }
 
 /// Stops new sessions on the database, superusers' included.
-pub async fn block_connections(
-    server: &Server,
-    admin: &Client,
+///
+/// An invalid database, whose drop began and did not finish, takes no
+/// sessions. PostgreSQL 15 rejects an ALTER of it with a FATAL error
+/// (SQLSTATE 55000) that also ends the session. That counts as done here,
+/// and `admin` is replaced with a new connection for the drop that follows.
+pub async fn block_connections<'a>(
+    server: &'a Server,
+    admin: &mut PooledClient<'a>,
     names: &InstanceNames,
 ) -> Result<(), BackendError> {
     let database = quote_ident(&names.database);
@@ -336,7 +459,45 @@ pub async fn block_connections(
         "ALTER DATABASE {database} ALLOW_CONNECTIONS false;\n\
          ALTER DATABASE {database} CONNECTION LIMIT 0;"
     );
-    execute(&server.key, admin, "block connections", &statements).await
+    let error = match admin.batch_execute(&statements).await {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
+    };
+    if error.code() != Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) {
+        return Err(to_backend_error(&server.key, "block connections", error));
+    }
+    // The session may be gone, so a new one checks that the database is
+    // invalid, or already dropped, before the error counts as done.
+    // NOTE: the tests reach invalid databases only through the look-up
+    // before this step, so this branch has not run in them.
+    *admin = server.admin().await?;
+    match database_info(server, admin, &names.database).await? {
+        Some(info) if !info.invalid => {
+            Err(to_backend_error(&server.key, "block connections", error))
+        }
+        _ => {
+            tracing::info!(
+                server = %server.key,
+                database = %names.database,
+                "database is invalid, from a drop that did not finish; dropping it again"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Blocks connections to the broker's database `info` describes, unless it
+/// is invalid, and drops it.
+pub async fn close_and_drop_database<'a>(
+    server: &'a Server,
+    admin: &mut PooledClient<'a>,
+    names: &InstanceNames,
+    info: &DatabaseInfo,
+) -> Result<(), BackendError> {
+    if !info.invalid {
+        block_connections(server, admin, names).await?;
+    }
+    drop_database(server, admin, names).await
 }
 
 /// Drops the database while sessions may still be open in it.

@@ -5,7 +5,11 @@
 //! and a non-login reader role for read-only bindings. A read-write binding
 //! is a login role that is a member of the owner role and whose sessions run
 //! as it, so the tables it makes belong to the owner and outlive it. Unbind
-//! hands anything the login role still owns to the owner role. All names derive from the ids (see [`names`]), and every step
+//! hands anything the login role still owns to the owner role. All names
+//! derive from the server's `name_prefix` and the ids (see [`names`]), and
+//! provision marks the database with a comment, so that provision,
+//! deprovision and reconcile leave alone a database of that name that the
+//! broker did not make. Every step
 //! checks the catalogs or uses `IF [NOT] EXISTS`, so an operation that
 //! stopped between two statements finishes when run again.
 
@@ -24,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use osbkit::types::JsonObject;
 use osbkit::{
     Backend, BackendError, BindJob, BindingOutcome, DeprovisionJob, Execution, InstanceOutcome,
     OperationKind, ProvisionJob, UnbindJob, UpdateJob,
@@ -176,6 +181,27 @@ impl Backend for PostgresBackend {
 
     fn resumable(&self, _plan_id: &str, _kind: OperationKind) -> bool {
         true
+    }
+
+    /// Runs the same checks as the operation itself, so that invalid
+    /// parameters get a 400 before an asynchronous operation is accepted.
+    fn check_parameters(
+        &self,
+        plan_id: &str,
+        kind: OperationKind,
+        parameters: &JsonObject,
+    ) -> Result<(), BackendError> {
+        // An unknown plan fails in the operation itself, with its own error.
+        let Some(plan) = self.plans.get(plan_id) else {
+            return Ok(());
+        };
+        match kind {
+            OperationKind::Provision | OperationKind::Update => {
+                params::requested_extensions(parameters, plan).map(|_| ())
+            }
+            OperationKind::Bind => params::binding_read_only(parameters, plan).map(|_| ()),
+            OperationKind::Deprovision | OperationKind::Unbind => Ok(()),
+        }
     }
 
     async fn provision(&self, job: &ProvisionJob) -> Result<InstanceOutcome, BackendError> {

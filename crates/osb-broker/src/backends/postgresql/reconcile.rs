@@ -13,10 +13,13 @@ use osbkit::BackendError;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::catalog::{database_exists, drop_role, grant_to_admin, role_exists, terminate_sessions};
+use super::catalog::{
+    database_exists, database_info, drop_role, grant_to_admin, role_exists, terminate_sessions,
+    DatabaseInfo,
+};
 use super::connect::Server;
-use super::instance::{block_connections, drop_database};
-use super::names::{parse_database, parse_role, short_hash, InstanceNames, ParsedName, PREFIX};
+use super::instance::{close_and_drop_database, is_ours};
+use super::names::{InstanceNames, ParsedName};
 use super::sql::{execute, quote_ident, to_backend_error};
 use super::PostgresBackend;
 
@@ -46,7 +49,7 @@ pub struct MissingDatabase {
 /// Objects and records that disagree, as found by [`find_orphans`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
-    /// Databases named by the broker with no instance record.
+    /// Databases named and marked by the broker with no instance record.
     pub orphan_databases: Vec<ServerObject>,
     /// Roles named by the broker with no instance or binding record.
     pub orphan_roles: Vec<ServerObject>,
@@ -68,7 +71,7 @@ impl fmt::Display for ReconcileReport {
         if self.is_clean() {
             return writeln!(
                 f,
-                "no orphans: every {PREFIX} database and role has a record"
+                "no orphans: every database and role the broker made has a record"
             );
         }
         for object in &self.orphan_databases {
@@ -94,47 +97,58 @@ impl fmt::Display for ReconcileReport {
 
 /// Lists, on every configured server, the broker's databases and roles that
 /// no record in `known_instances` or `known_binding_ids` accounts for, and
-/// the instances whose database is missing. Instances of plans this backend
-/// does not serve count as known on every server, so they protect their
-/// objects wherever those are.
+/// the instances whose database is missing. Only names made with the
+/// server's `name_prefix` count, and only databases the broker marked as
+/// its own (see [`is_ours`]). Instances of plans this backend does not serve
+/// count as known on every server, so they protect their objects wherever
+/// those are.
 pub async fn find_orphans(
     backend: &PostgresBackend,
     known_instances: &[KnownInstance],
     known_binding_ids: &[String],
 ) -> Result<ReconcileReport, BackendError> {
-    let binding_hashes: HashSet<String> =
-        known_binding_ids.iter().map(|id| short_hash(id)).collect();
     let mut report = ReconcileReport::default();
     for server in backend.servers() {
+        let naming = &server.naming;
+        let binding_hashes: HashSet<String> = known_binding_ids
+            .iter()
+            .map(|id| naming.short_hash(id))
+            .collect();
         let mut instance_hashes = HashSet::new();
         let mut expected = Vec::new();
         for known in known_instances {
             match backend.server_of_plan(&known.plan_id) {
                 Some(plan_server) if plan_server.key == server.key => {
-                    instance_hashes.insert(short_hash(&known.instance_id));
+                    instance_hashes.insert(naming.short_hash(&known.instance_id));
                     expected.push(known);
                 }
                 Some(_) => {}
                 None => {
-                    instance_hashes.insert(short_hash(&known.instance_id));
+                    instance_hashes.insert(naming.short_hash(&known.instance_id));
                 }
             }
         }
         let admin = server.admin().await?;
 
-        let databases =
-            list_names(server, &admin, "SELECT datname FROM pg_catalog.pg_database").await?;
-        for name in &databases {
-            if let Some(parsed) = parse_database(name) {
-                if !instance_hashes.contains(parsed.instance_hash()) {
-                    report.orphan_databases.push(object(server, name));
-                }
+        let databases = list_databases(server, &admin).await?;
+        for (name, info) in &databases {
+            let Some(parsed) = naming.parse_database(name) else {
+                continue;
+            };
+            let names = naming.instance_from_hash(parsed.instance_hash());
+            if !is_ours(info, &names) {
+                continue;
+            }
+            if !instance_hashes.contains(parsed.instance_hash()) {
+                report.orphan_databases.push(object(server, name));
             }
         }
 
+        // NOTE: roles carry no marker, so a role that someone else named as
+        // the broker names them, with this server's prefix, is listed too.
         let roles = list_names(server, &admin, "SELECT rolname FROM pg_catalog.pg_roles").await?;
         for name in &roles {
-            let Some(parsed) = parse_role(name) else {
+            let Some(parsed) = naming.parse_role(name) else {
                 continue;
             };
             let known_instance = instance_hashes.contains(parsed.instance_hash());
@@ -150,8 +164,8 @@ pub async fn find_orphans(
         }
 
         for known in expected {
-            let database = InstanceNames::new(&known.instance_id).database;
-            if !databases.contains(&database) {
+            let database = naming.instance(&known.instance_id).database;
+            if !databases.iter().any(|(name, _)| *name == database) {
                 report.missing_databases.push(MissingDatabase {
                     instance_id: known.instance_id.clone(),
                     server: server.key.clone(),
@@ -175,25 +189,30 @@ pub async fn delete_orphans(
 ) -> Result<Vec<ServerObject>, BackendError> {
     let mut deleted = Vec::new();
     for server in backend.servers() {
-        let admin = server.admin().await?;
+        let naming = &server.naming;
+        let mut admin = server.admin().await?;
 
         for orphan in report
             .orphan_databases
             .iter()
             .filter(|o| o.server == server.key)
         {
-            // Only names the broker makes are dropped, even from an edited report.
-            let Some(parsed) = parse_database(&orphan.name) else {
+            // Only databases the broker made are dropped, even from an
+            // edited report.
+            let Some(parsed) = naming.parse_database(&orphan.name) else {
                 continue;
             };
-            let names = InstanceNames::from_hash(parsed.instance_hash());
-            if database_exists(server, &admin, &names.database).await? {
+            let names = naming.instance_from_hash(parsed.instance_hash());
+            if let Some(info) = database_info(server, &admin, &names.database).await? {
+                if !is_ours(&info, &names) {
+                    tracing::warn!(server = %server.key, database = %orphan.name, "not dropping a database the broker did not make");
+                    continue;
+                }
                 if role_exists(server, &admin, &names.owner).await? {
                     grant_to_admin(server, &admin, "grant orphan owner to admin", &names.owner)
                         .await?;
                 }
-                block_connections(server, &admin, &names).await?;
-                drop_database(server, &admin, &names).await?;
+                close_and_drop_database(server, &mut admin, &names, &info).await?;
             }
             tracing::info!(server = %server.key, database = %orphan.name, "dropped orphan database");
             deleted.push(orphan.clone());
@@ -204,11 +223,15 @@ pub async fn delete_orphans(
             .orphan_roles
             .iter()
             .filter(|o| o.server == server.key)
-            .filter_map(|o| parse_role(&o.name).map(|parsed| (drop_order(&parsed), parsed, o)))
+            .filter_map(|o| {
+                naming
+                    .parse_role(&o.name)
+                    .map(|parsed| (drop_order(&parsed), parsed, o))
+            })
             .collect();
         roles.sort_by_key(|(order, _, _)| *order);
         for (_, parsed, orphan) in roles {
-            let names = InstanceNames::from_hash(parsed.instance_hash());
+            let names = naming.instance_from_hash(parsed.instance_hash());
             grant_to_admin(server, &admin, "grant orphan role to admin", &orphan.name).await?;
             terminate_sessions(
                 server,
@@ -264,6 +287,7 @@ async fn hand_over_objects(
     .await
 }
 
+/// Returns the names from `query` that start as the server's names do.
 async fn list_names(
     server: &Server,
     admin: &Client,
@@ -273,10 +297,41 @@ async fn list_names(
         .query(query, &[])
         .await
         .map_err(|error| to_backend_error(&server.key, "list catalog", error))?;
+    let start = server.naming.name_start();
     Ok(rows
         .iter()
         .map(|row| row.get::<_, String>(0))
-        .filter(|name| name.starts_with(PREFIX))
+        .filter(|name| name.starts_with(&start))
+        .collect())
+}
+
+/// Returns the databases whose names start as the server's names do.
+async fn list_databases(
+    server: &Server,
+    admin: &Client,
+) -> Result<Vec<(String, DatabaseInfo)>, BackendError> {
+    let rows = admin
+        .query(
+            "SELECT datname::text, pg_catalog.pg_get_userbyid(datdba)::text, \
+                    pg_catalog.shobj_description(oid, 'pg_database'), datconnlimit = -2 \
+             FROM pg_catalog.pg_database \
+             WHERE left(datname, length($1)) = $1 ORDER BY datname",
+            &[&server.naming.name_start()],
+        )
+        .await
+        .map_err(|error| to_backend_error(&server.key, "list databases", error))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                DatabaseInfo {
+                    owner: row.get(1),
+                    comment: row.get(2),
+                    invalid: row.get(3),
+                },
+            )
+        })
         .collect())
 }
 
