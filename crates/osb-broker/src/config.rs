@@ -290,7 +290,15 @@ fn describe_figment_error(error: figment::Error) -> String {
         .into_iter()
         .map(|error| {
             let path = error.path.join(".");
-            let kind = error.kind.to_string();
+            // A syntax error quotes the offending line, which may hold a
+            // password: keep the position and the reason only.
+            let kind = error
+                .kind
+                .to_string()
+                .lines()
+                .filter(|line| !line.trim_start().starts_with('|') && !line.contains(" | "))
+                .collect::<Vec<_>>()
+                .join(": ");
             if path.is_empty() {
                 kind
             } else {
@@ -350,6 +358,14 @@ mod tests {
     fn unknown_top_level_field_is_rejected() {
         let error = parse(&format!("lisen = \"127.0.0.1:1\"\n{MINIMAL}")).unwrap_err();
         assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let error =
+            parse("[[credentials]]\nusername = \"a\"\npassword = \"Leak-S3cret\n").unwrap_err();
+        assert!(!error.contains("Leak-S3cret"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
     }
 
     #[test]
