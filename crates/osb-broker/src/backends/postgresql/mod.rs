@@ -67,6 +67,11 @@ pub mod steps {
     ];
 }
 
+/// The maximum number of operations that run at once; the others wait their
+/// turn. With two connections each, this stays well inside PostgreSQL's
+/// default `max_connections` of 100.
+const MAX_CONCURRENT_OPERATIONS: usize = 16;
+
 /// The PostgreSQL backend for every plan whose `backend.type` is `postgresql`.
 #[derive(Debug)]
 pub struct PostgresBackend {
@@ -74,6 +79,9 @@ pub struct PostgresBackend {
     plans: HashMap<String, PlanConfig>,
     /// A step after which operations fail, for crash tests. The config cannot set it.
     fault_after: Mutex<Option<String>>,
+    /// Bounds the operations running at once, since each holds up to two
+    /// server connections and a burst must not exhaust `max_connections`.
+    operations: tokio::sync::Semaphore,
 }
 
 impl PostgresBackend {
@@ -111,6 +119,7 @@ impl PostgresBackend {
             servers: prepared,
             plans: plan_map,
             fault_after: Mutex::new(None),
+            operations: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPERATIONS),
         })
     }
 
@@ -154,6 +163,11 @@ impl PostgresBackend {
                 "plan {plan_id:?} is not configured for the PostgreSQL backend"
             ))
         })
+    }
+
+    /// Waits for a turn to run an operation. The semaphore is never closed.
+    async fn operation_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.operations.acquire().await.ok()
     }
 
     fn server(&self, plan: &PlanConfig) -> &Server {
@@ -205,22 +219,27 @@ impl Backend for PostgresBackend {
     }
 
     async fn provision(&self, job: &ProvisionJob) -> Result<InstanceOutcome, BackendError> {
+        let _permit = self.operation_permit().await;
         instance::provision(self, job).await
     }
 
     async fn update(&self, job: &UpdateJob) -> Result<InstanceOutcome, BackendError> {
+        let _permit = self.operation_permit().await;
         instance::update(self, job).await
     }
 
     async fn deprovision(&self, job: &DeprovisionJob) -> Result<(), BackendError> {
+        let _permit = self.operation_permit().await;
         instance::deprovision(self, job).await
     }
 
     async fn bind(&self, job: &BindJob) -> Result<BindingOutcome, BackendError> {
+        let _permit = self.operation_permit().await;
         binding::bind(self, job).await
     }
 
     async fn unbind(&self, job: &UnbindJob) -> Result<(), BackendError> {
+        let _permit = self.operation_permit().await;
         binding::unbind(self, job).await
     }
 }
