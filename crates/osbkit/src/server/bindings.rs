@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::extract::{BindingPath, Caller, OsbJson, OsbQuery};
 use super::instances::{
-    accepted, busy, check_parameters, internal, plan_entry, require_non_empty, run_asynchronously,
-    stored_job,
+    accepted, busy, check_parameters, internal, not_found, plan_entry, require_non_empty,
+    run_asynchronously, stored_job,
 };
 use crate::backend::OperationKind;
 use crate::broker::Broker;
@@ -45,9 +45,7 @@ pub(crate) async fn bind(
         .await
         .map_err(internal(&caller))?
     else {
-        return Err(BrokerError::NotFound(format!(
-            "service instance {instance_id:?} does not exist"
-        )));
+        return Err(not_found(&instance_id));
     };
     if instance.service_id != request.service_id || instance.plan_id != request.plan_id {
         return Err(BrokerError::BadRequest(format!(
@@ -96,11 +94,7 @@ pub(crate) async fn bind(
         .map_err(internal(&caller))?;
     match created {
         Ok(Created::Inserted) => {}
-        Err(BindBlocked::InstanceNotFound) => {
-            return Err(BrokerError::NotFound(format!(
-                "service instance {instance_id:?} does not exist"
-            )))
-        }
+        Err(BindBlocked::InstanceNotFound) => return Err(not_found(&instance_id)),
         Err(BindBlocked::InstanceBusy(_)) => return Err(busy(&instance_id)),
         Ok(Created::Exists { existing, active }) => {
             if existing.bind_request != binding.bind_request {

@@ -561,7 +561,7 @@ fn same_update(active: &OperationRecord, job: &StoredJob) -> bool {
         && active.job.maintenance_version == job.maintenance_version
 }
 
-fn not_found(instance_id: &str) -> BrokerError {
+pub(crate) fn not_found(instance_id: &str) -> BrokerError {
     BrokerError::NotFound(format!("service instance {instance_id:?} does not exist"))
 }
 

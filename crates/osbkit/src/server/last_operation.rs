@@ -22,12 +22,12 @@ pub(crate) async fn instance(
     caller: Caller,
 ) -> Result<Response, BrokerError> {
     let store = &broker.inner.store;
-    let operation = find_operation(&broker, &caller, &query, &instance_id, None).await?;
     let exists = store
         .instance(&instance_id)
         .await
         .map_err(internal(&caller))?
         .is_some();
+    let operation = find_operation(&broker, &caller, &query, &instance_id, None, exists).await?;
     respond(
         &broker,
         operation,
@@ -45,13 +45,20 @@ pub(crate) async fn binding(
     caller: Caller,
 ) -> Result<Response, BrokerError> {
     let store = &broker.inner.store;
-    let operation =
-        find_operation(&broker, &caller, &query, &instance_id, Some(&binding_id)).await?;
     let exists = store
         .binding(&binding_id)
         .await
         .map_err(internal(&caller))?
         .is_some_and(|binding| binding.instance_id == instance_id);
+    let operation = find_operation(
+        &broker,
+        &caller,
+        &query,
+        &instance_id,
+        Some(&binding_id),
+        exists,
+    )
+    .await?;
     respond(&broker, operation, exists, OperationKind::Unbind, || {
         format!("service binding {binding_id:?} does not exist on instance {instance_id:?}")
     })
@@ -59,12 +66,14 @@ pub(crate) async fn binding(
 }
 
 /// Finds the operation named in the query, or the resource's newest one.
+/// An unknown token on a resource that exists is a client mistake (400).
 async fn find_operation(
     broker: &Broker,
     caller: &Caller,
     query: &OsbQuery,
     instance_id: &str,
     binding_id: Option<&str>,
+    resource_exists: bool,
 ) -> Result<Option<OperationRecord>, BrokerError> {
     query.optional("service_id")?;
     query.optional("plan_id")?;
@@ -80,24 +89,10 @@ async fn find_operation(
     let operation = operation.filter(|operation| {
         operation.instance_id == instance_id && operation.binding_id.as_deref() == binding_id
     });
-    if operation.is_none() {
-        let resource_exists = match binding_id {
-            Some(binding_id) => store
-                .binding(binding_id)
-                .await
-                .map_err(internal(caller))?
-                .is_some_and(|binding| binding.instance_id == instance_id),
-            None => store
-                .instance(instance_id)
-                .await
-                .map_err(internal(caller))?
-                .is_some(),
-        };
-        if resource_exists {
-            return Err(BrokerError::BadRequest(format!(
-                "operation {token:?} is not an operation of this resource; send the operation value of the 202 response"
-            )));
-        }
+    if operation.is_none() && resource_exists {
+        return Err(BrokerError::BadRequest(format!(
+            "operation {token:?} is not an operation of this resource; send the operation value of the 202 response"
+        )));
     }
     Ok(operation)
 }
