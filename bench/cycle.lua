@@ -1,7 +1,7 @@
--- Provision and deprovision instances: odd requests provision a new
--- instance, even ones deprovision the instance provisioned 64 pairs earlier,
--- whose provision has long been answered whichever connection sent it.
--- The first 64 deprovisions find nothing and are answered 410 Gone.
+-- Provision and deprovision instances. Odd requests provision a new
+-- instance, and even ones deprovision the instance provisioned 64 pairs
+-- earlier, whose provision has finished whichever connection sent it.
+-- The first 64 deprovisions find nothing and get 410 Gone.
 local lag = 64
 local counter = 0
 prefix = ""

@@ -1,4 +1,4 @@
-"""Measures osb-broker's time from process start to the first answered request.
+"""Measures osb-broker's time from process start to its first response.
 
     python3 bench/startup.py target/release/osb-broker examples/quickstart.toml
 

@@ -72,7 +72,7 @@ struct PostgresqlSection {
     servers: BTreeMap<String, postgresql::ServerConfig>,
 }
 
-/// Where and how the broker keeps its state.
+/// The location and encryption of the broker's state.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {

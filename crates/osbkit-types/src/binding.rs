@@ -33,7 +33,7 @@ impl BindRequest {
     }
 }
 
-/// The body of a 200 or 201 answer to a bind, and of `GET` on a binding.
+/// The body of a 200 or 201 response to a bind, and of `GET` on a binding.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BindingResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +48,7 @@ pub struct BindingResponse {
     pub volume_mounts: Vec<VolumeMount>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
-    /// Only in answers to `GET` on a binding.
+    /// Only in responses to `GET` on a binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<JsonObject>,
 }

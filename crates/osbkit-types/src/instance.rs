@@ -21,7 +21,7 @@ pub struct ProvisionRequest {
     pub maintenance_info: Option<MaintenanceInfo>,
 }
 
-/// The body of a 200, 201 or 202 answer to a provision.
+/// The body of a 200, 201 or 202 response to a provision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProvisionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +57,7 @@ pub struct UpdateRequest {
     pub maintenance_info: Option<MaintenanceInfo>,
 }
 
-/// What the platform believes the instance was before an update.
+/// The instance's values before an update, as the platform recorded them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PreviousValues {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,7 +72,7 @@ pub struct PreviousValues {
     pub maintenance_info: Option<MaintenanceInfo>,
 }
 
-/// The body of a 200 or 202 answer to an update.
+/// The body of a 200 or 202 response to an update.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]

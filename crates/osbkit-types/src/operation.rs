@@ -52,7 +52,7 @@ pub struct LastOperationQuery {
     pub operation: Option<String>,
 }
 
-/// The body of a 202 Accepted answer to a delete, bind or update.
+/// The body of a 202 Accepted response to a delete, bind or update.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AsyncOperationResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]

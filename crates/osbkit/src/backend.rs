@@ -3,8 +3,8 @@
 //! A backend does the resource work of each operation and nothing else. The
 //! framework has already checked the request against the catalog, the
 //! plan's schemas and the stored state. It chooses the HTTP status, stores
-//! the outcome and serves `last_operation` itself. A backend cannot answer with
-//! a status the specification forbids, because it never sees HTTP.
+//! the outcome and serves `last_operation` itself. A backend cannot respond
+//! with a status the specification forbids, because it never sees HTTP.
 //!
 //! Every method must be safe to run again with the same input after a crash
 //! at any point, because the framework re-runs operations that were in
@@ -184,7 +184,7 @@ pub enum BackendError {
     /// A server the backend depends on cannot be reached (503).
     #[error("{what} is unavailable: {source}")]
     Unavailable {
-        /// What is down, in words safe to show the client ("the PostgreSQL server").
+        /// The name of the unavailable server, safe to show the client ("the PostgreSQL server").
         what: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -229,9 +229,9 @@ impl BackendError {
 
 /// A service behind the broker.
 ///
-/// Only provision and deprovision are required. The other operations answer
-/// as a broker without them must: update and bind are rejected, and unbind
-/// has nothing to remove.
+/// Only provision and deprovision are required. The defaults of the other
+/// operations behave as the specification asks of a broker without them:
+/// update and bind are rejected, and unbind has nothing to remove.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Tells how `kind` runs on `plan_id`. The default runs everything

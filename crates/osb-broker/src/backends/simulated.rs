@@ -19,7 +19,7 @@ use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// How a plan's operations run, as written in the configuration.
+/// The execution mode of a plan's operations, as written in the configuration.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionSetting {
@@ -58,7 +58,7 @@ pub enum FailKind {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulatedPlan {
-    /// How operations run: `synchronous`, `async_preferred` or `async_only`.
+    /// The execution mode: `synchronous`, `async_preferred` or `async_only`.
     #[serde(default)]
     pub execution: ExecutionSetting,
     /// How long each operation takes, in milliseconds.
@@ -67,7 +67,7 @@ pub struct SimulatedPlan {
     /// The operations that fail: provision, update, deprovision, bind, unbind.
     #[serde(default)]
     pub fail_on: Vec<String>,
-    /// How the operations in `fail_on` fail.
+    /// The failure that the operations in `fail_on` produce.
     #[serde(default)]
     pub fail_kind: FailKind,
     /// Whether a bind needs `bind_resource.app_guid`.
@@ -113,7 +113,7 @@ impl SimulatedBackend {
         })
     }
 
-    /// Waits the plan's delay, then fails if the plan says so.
+    /// Waits the plan's delay, then fails when the plan lists `kind` in `fail_on`.
     async fn step(
         &self,
         plan_id: &str,

@@ -86,12 +86,13 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A [`Store`] in one SQLite database file.
 ///
-/// Reads run on the caller's thread: they are indexed point lookups, and in
-/// WAL mode a reader never waits for the writer. Writes go to one writer
-/// thread, which commits every step waiting at the time in one transaction,
-/// each step inside its own savepoint, and answers the callers only after
-/// the commit. Under load this turns many small commits into a few larger
-/// ones without weakening any step's atomicity.
+/// Reads run on the caller's thread, because they are indexed point lookups
+/// and in WAL mode a reader does not wait for the writer's transactions.
+/// Writes go to one writer thread. It commits every step waiting at the time
+/// in one transaction, each step of a batch inside its own savepoint, and
+/// replies to the callers only after the commit. Under load this turns many
+/// small commits into a few larger ones without weakening any step's
+/// atomicity.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<WriteStep>,
